@@ -1,0 +1,50 @@
+# klagg: see README.md. Every target works on a clean clone with Go 1.26.
+GO          ?= go
+BIN         := bin/klagg
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 10s
+PKGS        := ./...
+
+.PHONY: build run test check bench fuzz profile clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/klagg
+
+# The main job on embedded defaults: until the live feed lands, an end-to-end replay of
+# a synthetic feed klagg generates itself, written to out/demo.
+run: build
+	./$(BIN) demo
+
+# The whole suite: race detector, shuffled order, invariant checks compiled in.
+test:
+	$(GO) test -race -shuffle=on -tags invariants -timeout 20m $(PKGS)
+
+check:
+	@out=$$(gofmt -s -l . | grep -v '^vendor/'); if [ -n "$$out" ]; then echo "gofmt -s would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) vet -tags invariants $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+	$(GO) mod tidy -diff
+
+# Micro benchmarks side by side (parse engines, ring vs channel vs Workiva, shard), then
+# the end-to-end benchmark against the naive baseline.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./parse ./ring ./shard ./bench
+	./$(BIN) bench --json --duration 10s
+
+# Short, bounded fuzzing of every decoder (go test -fuzz takes one target at a time).
+fuzz:
+	@for t in $$($(GO) test -list '^Fuzz' ./parse | grep '^Fuzz'); do \
+		echo "fuzz parse $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./parse || exit 1; \
+	done
+
+# CPU and allocation profiles of the end-to-end benchmark.
+profile: build
+	./$(BIN) bench --duration 5s --cpuprofile cpu.pprof --memprofile mem.pprof
+	$(GO) tool pprof -top -nodecount 25 $(BIN) cpu.pprof
+	@echo
+	@echo "explore: go tool pprof -http :8081 $(BIN) cpu.pprof"
+	@echo "         go tool pprof -sample_index alloc_space -http :8082 $(BIN) mem.pprof"
+
+clean:
+	rm -rf bin out cpu.pprof mem.pprof
