@@ -1,0 +1,308 @@
+package pipeline
+
+import (
+	"archive/zip"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeInput writes content to dir/name, compressed as the name says.
+func writeInput(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	var data []byte
+	switch lower := strings.ToLower(name); {
+	case strings.HasSuffix(lower, ".gz"):
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write([]byte(content))
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		data = buf.Bytes()
+	case strings.HasSuffix(lower, ".zip"):
+		var buf bytes.Buffer
+		zw := zip.NewWriter(&buf)
+		w, err := zw.Create(strings.TrimSuffix(name, ".zip") + ".csv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(content))
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		data = buf.Bytes()
+	default:
+		data = []byte(content)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+type inputRecord struct {
+	text string
+	line int
+}
+
+// readAll returns every record with its line number, and the error that ended it.
+func readAll(t *testing.T, path string) (*Input, []inputRecord, error) {
+	t.Helper()
+	in, err := OpenInput(path)
+	if err != nil {
+		t.Fatalf("OpenInput(%q): %v", path, err)
+	}
+	t.Cleanup(func() { in.Close() })
+	var recs []inputRecord
+	for {
+		rec, err := in.Next()
+		if err != nil {
+			return in, recs, err
+		}
+		recs = append(recs, inputRecord{string(rec), in.Line()})
+	}
+}
+
+const (
+	frameA = `{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1,"a":1,"s":"BTCUSDT","p":"1","q":"1","f":1,"l":1,"T":1,"m":true}}`
+	frameB = `{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1","B":"1","a":"2","A":"1"}}`
+	rowA   = "13519807,0.00141342,23.00000000,15373518,15373518,1570752011620,True,True"
+	rowB   = "13519808,0.00141266,54.00000000,15373519,15373519,1570752011620,True,True"
+)
+
+func TestInputFormats(t *testing.T) {
+	frames := frameA + "\n\n" + "2024-01-01T00:00:00.123Z " + frameB + "\r\nno brace here\n" + frameA // no final newline
+	wantFrames := []inputRecord{{frameA, 1}, {frameB, 3}, {frameA, 5}}
+	rows := rowA + "\r\n\r\n" + rowB + "\r\n"
+	wantRows := []inputRecord{{rowA, 1}, {rowB, 3}}
+	for _, tc := range []struct {
+		name, content string
+		format        Format
+		symbol        string
+		want          []inputRecord
+	}{
+		{"capture.ndjson", frames, FormatFrames, "", wantFrames},
+		{"capture.log", frames, FormatFrames, "", wantFrames},
+		{"capture.ndjson.gz", frames, FormatFrames, "", wantFrames},
+		{"capture.JSONL.GZ", frames, FormatFrames, "", wantFrames},
+		{"XRPETH-aggTrades-2019-10-11.csv", rows, FormatCSV, "XRPETH", wantRows},
+		{"btcusdt-aggTrades-2024-01-01.csv", rowA + "\n" + rowB + "\n", FormatCSV, "BTCUSDT", []inputRecord{{rowA, 1}, {rowB, 2}}},
+		{"ETHUSDT-aggTrades-2024-01-01.csv.gz", rows, FormatCSV, "ETHUSDT", wantRows},
+		{"BNBUSDT-aggTrades-2024-01.zip", rows, FormatCSV, "BNBUSDT", wantRows},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := tc.want
+			path := writeInput(t, t.TempDir(), tc.name, tc.content)
+			in, got, err := readAll(t, path)
+			if err != io.EOF {
+				t.Fatalf("ended with %v, want io.EOF", err)
+			}
+			if in.Format() != tc.format || in.Symbol() != tc.symbol || in.Path() != path {
+				t.Fatalf("format %v symbol %q path %q, want %v %q %q", in.Format(), in.Symbol(), in.Path(), tc.format, tc.symbol, path)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("records %+v, want %+v", got, want)
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("record %d = %+v, want %+v", i, got[i], want[i])
+				}
+			}
+			if _, err := in.Next(); err != io.EOF {
+				t.Fatalf("Next after EOF = %v", err)
+			}
+			if err := in.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+		})
+	}
+}
+
+func TestInputSymbol(t *testing.T) {
+	for _, tc := range []struct{ name, want string }{
+		{"BTCUSDT-aggTrades-2024-01-01.csv", "BTCUSDT"},
+		{"1000pepeusdt-aggTrades-2024-01-01.csv", "1000PEPEUSDT"},
+		{"XRPETH-x.zip", "XRPETH"},
+		{"BTCUSDT.csv", ""},
+		{"-aggTrades.csv", ""},
+		{"BTC_USDT-aggTrades.csv", ""},
+	} {
+		got, err := symbolFromFileName(tc.name)
+		if got != tc.want || (err != nil) != (tc.want == "") {
+			t.Errorf("symbolFromFileName(%q) = %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+		if tc.want == "" && !errors.Is(err, ErrInputSymbol) {
+			t.Errorf("symbolFromFileName(%q) error %v is not ErrInputSymbol", tc.name, err)
+		}
+	}
+	path := writeInput(t, t.TempDir(), "aggTrades.csv", rowA)
+	if _, err := OpenInput(path); !errors.Is(err, ErrInputSymbol) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("OpenInput of a CSV without a symbol: %v", err)
+	}
+}
+
+func TestInputErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := OpenInput(filepath.Join(dir, "missing.ndjson")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+	bad := writeInput(t, dir, "BTCUSDT-aggTrades-2024-01-01.zip.tmp", "not a zip")
+	zipPath := filepath.Join(dir, "BTCUSDT-aggTrades-2024-01-01.zip")
+	if err := os.Rename(bad, zipPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenInput(zipPath); err == nil || !strings.Contains(err.Error(), "cannot open input") {
+		t.Errorf("bad zip: %v", err)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("README.txt")
+	w.Write([]byte("hello"))
+	zw.Close()
+	noCSV := filepath.Join(dir, "ETHUSDT-aggTrades-2024-01-01.zip")
+	if err := os.WriteFile(noCSV, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenInput(noCSV); !errors.Is(err, ErrInputNoCSV) {
+		t.Errorf("zip without csv: %v", err)
+	}
+	notGzip := writeInput(t, dir, "capture.ndjson.gz.tmp", frameA)
+	if err := os.Rename(notGzip, filepath.Join(dir, "capture.ndjson.gz")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenInput(filepath.Join(dir, "capture.ndjson.gz")); !errors.Is(err, gzip.ErrHeader) {
+		t.Errorf("bad gzip: %v", err)
+	}
+	// A gzip stream cut short fails while reading, not with a silent EOF.
+	var gzBuf bytes.Buffer
+	gw := gzip.NewWriter(&gzBuf)
+	gw.Write([]byte(strings.Repeat(frameA+"\n", 200)))
+	gw.Close()
+	cut := filepath.Join(dir, "cut.ndjson.gz")
+	if err := os.WriteFile(cut, gzBuf.Bytes()[:gzBuf.Len()-12], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := readAll(t, cut); err == io.EOF || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("truncated gzip ended with %v", err)
+	}
+}
+
+func TestInputLongLines(t *testing.T) {
+	dir := t.TempDir()
+	// The longest legal line passes, terminated by "\r\n" or by the end of file.
+	longest := "{" + strings.Repeat("x", MaxInputLine-1)
+	path := writeInput(t, dir, "long.ndjson", frameA+"\n"+longest+"\r\n"+longest)
+	_, got, err := readAll(t, path)
+	if err != io.EOF || len(got) != 3 || got[1].text != longest || got[2].text != longest || got[2].line != 3 {
+		t.Fatalf("longest legal lines: %d records, %v", len(got), err)
+	}
+	for _, tail := range []string{"\n", "\r\n", ""} {
+		path := writeInput(t, dir, "toolong.ndjson", frameA+"\n"+longest+"y"+tail+frameB+"\n")
+		in, got, err := readAll(t, path)
+		if !errors.Is(err, ErrInputLineTooLong) || len(got) != 1 || in.Line() != 2 ||
+			!strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "line 2") {
+			t.Fatalf("tail %q: %d records, line %d, err %v", tail, len(got), in.Line(), err)
+		}
+		if _, again := in.Next(); !errors.Is(again, ErrInputLineTooLong) {
+			t.Fatalf("error is not sticky: %v", again)
+		}
+	}
+}
+
+func TestInputNextAllocs(t *testing.T) {
+	content := strings.Repeat("17000000000 "+frameA+"\n", 5000)
+	for _, name := range []string{"a.ndjson", "a.ndjson.gz"} {
+		path := writeInput(t, t.TempDir(), name, content)
+		in, err := OpenInput(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Close()
+		if n := testing.AllocsPerRun(2000, func() {
+			if rec, err := in.Next(); err != nil || string(rec) != frameA {
+				t.Fatalf("Next = %q, %v", rec, err)
+			}
+		}); n != 0 {
+			t.Errorf("%s: Next allocates %v times per record", name, n)
+		}
+	}
+}
+
+func TestInputRealData(t *testing.T) {
+	dir := filepath.Join("..", "..", "shared", "data", "binance")
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("real Binance data absent (%v): skipping", err)
+	}
+	for _, tc := range []struct {
+		name    string
+		records int
+		first   string
+		format  Format
+	}{
+		{"futures-ws-2021-07-22.ndjson", 1535, `{"stream":"sushiusdt@bookTicker"`, FormatFrames},
+		{"XRPETH-aggTrades-2019-10-11.csv", 12477, "13519807,0.00141342,", FormatCSV},
+	} {
+		in, got, err := readAll(t, filepath.Join(dir, tc.name))
+		if err != io.EOF {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(got) != tc.records || in.Line() != tc.records || !strings.HasPrefix(got[0].text, tc.first) ||
+			in.Format() != tc.format {
+			t.Fatalf("%s: %d records, last line %d, first %.40q, format %v", tc.name, len(got), in.Line(), got[0].text, in.Format())
+		}
+		for _, r := range got {
+			if strings.ContainsAny(r.text, "\r\n") {
+				t.Fatalf("%s line %d keeps its terminator", tc.name, r.line)
+			}
+		}
+		if tc.format == FormatCSV && (in.Symbol() != "XRPETH" || !strings.HasPrefix(got[len(got)-1].text, "13532283,")) {
+			t.Fatalf("%s: symbol %q, last row %q", tc.name, in.Symbol(), got[len(got)-1].text)
+		}
+	}
+}
+
+// BenchmarkInputNext measures reading frame lines.
+//
+//	go test -run '^$' -bench 'BenchmarkInputNext' ./pipeline/
+func BenchmarkInputNext(b *testing.B) {
+	content := strings.Repeat(frameA+"\n", 100_000)
+	for _, name := range []string{"frames.ndjson", "frames.ndjson.gz"} {
+		b.Run("file="+name, func(b *testing.B) {
+			dir := b.TempDir()
+			path := filepath.Join(dir, name)
+			data := []byte(content)
+			if strings.HasSuffix(name, ".gz") {
+				var buf bytes.Buffer
+				zw := gzip.NewWriter(&buf)
+				zw.Write(data)
+				zw.Close()
+				data = buf.Bytes()
+			}
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				b.Fatal(err)
+			}
+			in, err := OpenInput(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(frameA) + 1))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := in.Next(); err != nil {
+					in.Close()
+					if in, err = OpenInput(path); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			in.Close()
+		})
+	}
+}
