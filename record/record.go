@@ -1,4 +1,4 @@
-package pipeline
+package record
 
 import (
 	"archive/zip"
@@ -35,23 +35,23 @@ func (f Format) String() string {
 	return fmt.Sprintf("Format(%d)", uint8(f))
 }
 
-// MaxInputLine is the longest record an Input reads, terminator excluded.
+// MaxLine is the longest record a Reader reads, terminator excluded.
 // Binance frames are a few hundred bytes; a depth snapshot may reach tens of KiB.
-const MaxInputLine = 1 << 20
+const MaxLine = 1 << 20
 
 var (
-	// ErrInputLineTooLong: a line is longer than MaxInputLine. The input stops
+	// ErrLineTooLong: a line is longer than MaxLine. The input stops
 	// there: a line that long means the file is not what its name says.
-	ErrInputLineTooLong = errors.New("line longer than 1 MiB")
-	// ErrInputSymbol: a CSV file name does not start with "SYMBOL-".
-	ErrInputSymbol = errors.New("cannot derive the symbol from the file name (want SYMBOL-aggTrades-DATE.csv)")
-	// ErrInputNoCSV: a zip archive holds no .csv file.
-	ErrInputNoCSV = errors.New("zip archive holds no .csv file")
+	ErrLineTooLong = errors.New("line longer than 1 MiB")
+	// ErrSymbol: a CSV file name does not start with "SYMBOL-".
+	ErrSymbol = errors.New("cannot derive the symbol from the file name (want SYMBOL-aggTrades-DATE.csv)")
+	// ErrNoCSV: a zip archive holds no .csv file.
+	ErrNoCSV = errors.New("zip archive holds no .csv file")
 )
 
-// Input reads the records of one recorded file: plain or gzip NDJSON frames, or
+// Reader reads the records of one recorded file: plain or gzip NDJSON frames, or
 // aggTrades CSV, plain, gzip or zip. One goroutine owns it.
-type Input struct {
+type Reader struct {
 	path   string
 	format Format
 	symbol string
@@ -61,16 +61,16 @@ type Input struct {
 	err    error // sticky: once set, Next returns it
 }
 
-// OpenInput opens path and picks the format from its name: ".csv", ".csv.gz" and
+// Open opens path and picks the format from its name: ".csv", ".csv.gz" and
 // ".zip" (data.binance.vision's, one CSV inside) are FormatCSV, anything else
 // FormatFrames, gzip-compressed when the name ends in ".gz". A CSV's symbol is the
 // file name up to its first '-', upper-cased: "BTCUSDT-aggTrades-2024-01-01.csv"
 // is BTCUSDT.
-func OpenInput(path string) (*Input, error) {
+func Open(path string) (*Reader, error) {
 	name := strings.ToLower(filepath.Base(path))
 	gz := strings.HasSuffix(name, ".gz")
 	inner := strings.TrimSuffix(name, ".gz")
-	in := &Input{path: path}
+	in := &Reader{path: path}
 	isZip := !gz && strings.HasSuffix(inner, ".zip")
 	if isZip || strings.HasSuffix(inner, ".csv") {
 		in.format = FormatCSV
@@ -95,7 +95,7 @@ func OpenInput(path string) (*Input, error) {
 		}
 		if entry == nil {
 			zr.Close()
-			return nil, fmt.Errorf("cannot open input %q: %w", path, ErrInputNoCSV)
+			return nil, fmt.Errorf("cannot open input %q: %w", path, ErrNoCSV)
 		}
 		rc, err := entry.Open()
 		if err != nil {
@@ -122,7 +122,7 @@ func OpenInput(path string) (*Input, error) {
 		}
 	}
 	// Room for the longest line plus "\r\n", so ReadSlice sees every legal line whole.
-	in.r = bufio.NewReaderSize(src, MaxInputLine+2)
+	in.r = bufio.NewReaderSize(src, MaxLine+2)
 	return in, nil
 }
 
@@ -131,39 +131,39 @@ func OpenInput(path string) (*Input, error) {
 func symbolFromFileName(name string) (string, error) {
 	dash := strings.IndexByte(name, '-')
 	if dash <= 0 {
-		return "", ErrInputSymbol
+		return "", ErrSymbol
 	}
 	for _, c := range name[:dash] {
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
-			return "", ErrInputSymbol
+			return "", ErrSymbol
 		}
 	}
 	return strings.ToUpper(name[:dash]), nil
 }
 
 // Format is the record layout.
-func (in *Input) Format() Format { return in.format }
+func (in *Reader) Format() Format { return in.format }
 
 // Symbol is the CSV's symbol, derived from its file name; "" for frames.
-func (in *Input) Symbol() string { return in.symbol }
+func (in *Reader) Symbol() string { return in.symbol }
 
-// Path is the path OpenInput was given.
-func (in *Input) Path() string { return in.path }
+// Path is the path Open was given.
+func (in *Reader) Path() string { return in.path }
 
 // Line is the 1-based line number of the record Next returned last, or of the
 // line that made it fail.
-func (in *Input) Line() int { return in.line }
+func (in *Reader) Line() int { return in.line }
 
 // Next returns the next record, or io.EOF after the last. For FormatFrames a
 // record is the line from its first '{' to its end (a prefix such as a capture
 // timestamp is dropped; lines without '{' are skipped); for FormatCSV it is the
 // raw row. Line terminators ("\n" or "\r\n") are dropped and empty lines skipped.
 //
-// The record aliases Input's buffer: it is valid until the next call to Next or
+// The record aliases Reader's buffer: it is valid until the next call to Next or
 // Close. Next allocates nothing in steady state. A line longer than
-// MaxInputLine fails with ErrInputLineTooLong; after any error other than
+// MaxLine fails with ErrLineTooLong; after any error other than
 // io.EOF, Next keeps returning that error.
-func (in *Input) Next() ([]byte, error) {
+func (in *Reader) Next() ([]byte, error) {
 	if in.err != nil {
 		return nil, in.err
 	}
@@ -173,7 +173,7 @@ func (in *Input) Next() ([]byte, error) {
 			in.line++
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
-			in.err = fmt.Errorf("cannot read input %q line %d: %w", in.path, in.line, ErrInputLineTooLong)
+			in.err = fmt.Errorf("cannot read input %q line %d: %w", in.path, in.line, ErrLineTooLong)
 			return nil, in.err
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -183,8 +183,8 @@ func (in *Input) Next() ([]byte, error) {
 		eof := err != nil
 		line = bytes.TrimSuffix(line, []byte{'\n'})
 		line = bytes.TrimSuffix(line, []byte{'\r'})
-		if len(line) > MaxInputLine {
-			in.err = fmt.Errorf("cannot read input %q line %d: %w", in.path, in.line, ErrInputLineTooLong)
+		if len(line) > MaxLine {
+			in.err = fmt.Errorf("cannot read input %q line %d: %w", in.path, in.line, ErrLineTooLong)
 			return nil, in.err
 		}
 		if in.format == FormatFrames {
@@ -205,7 +205,7 @@ func (in *Input) Next() ([]byte, error) {
 }
 
 // Close releases the file; the last record becomes invalid.
-func (in *Input) Close() error {
+func (in *Reader) Close() error {
 	var first error
 	for _, c := range in.closer {
 		if err := c.Close(); err != nil && first == nil {

@@ -1,4 +1,4 @@
-package pipeline
+package record
 
 import (
 	"archive/zip"
@@ -53,11 +53,11 @@ type inputRecord struct {
 }
 
 // readAll returns every record with its line number, and the error that ended it.
-func readAll(t *testing.T, path string) (*Input, []inputRecord, error) {
+func readAll(t *testing.T, path string) (*Reader, []inputRecord, error) {
 	t.Helper()
-	in, err := OpenInput(path)
+	in, err := Open(path)
 	if err != nil {
-		t.Fatalf("OpenInput(%q): %v", path, err)
+		t.Fatalf("Open(%q): %v", path, err)
 	}
 	t.Cleanup(func() { in.Close() })
 	var recs []inputRecord
@@ -138,19 +138,19 @@ func TestInputSymbol(t *testing.T) {
 		if got != tc.want || (err != nil) != (tc.want == "") {
 			t.Errorf("symbolFromFileName(%q) = %q, %v; want %q", tc.name, got, err, tc.want)
 		}
-		if tc.want == "" && !errors.Is(err, ErrInputSymbol) {
-			t.Errorf("symbolFromFileName(%q) error %v is not ErrInputSymbol", tc.name, err)
+		if tc.want == "" && !errors.Is(err, ErrSymbol) {
+			t.Errorf("symbolFromFileName(%q) error %v is not ErrSymbol", tc.name, err)
 		}
 	}
 	path := writeInput(t, t.TempDir(), "aggTrades.csv", rowA)
-	if _, err := OpenInput(path); !errors.Is(err, ErrInputSymbol) || !strings.Contains(err.Error(), path) {
-		t.Fatalf("OpenInput of a CSV without a symbol: %v", err)
+	if _, err := Open(path); !errors.Is(err, ErrSymbol) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open of a CSV without a symbol: %v", err)
 	}
 }
 
 func TestInputErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := OpenInput(filepath.Join(dir, "missing.ndjson")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := Open(filepath.Join(dir, "missing.ndjson")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
 	bad := writeInput(t, dir, "BTCUSDT-aggTrades-2024-01-01.zip.tmp", "not a zip")
@@ -158,7 +158,7 @@ func TestInputErrors(t *testing.T) {
 	if err := os.Rename(bad, zipPath); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenInput(zipPath); err == nil || !strings.Contains(err.Error(), "cannot open input") {
+	if _, err := Open(zipPath); err == nil || !strings.Contains(err.Error(), "cannot open input") {
 		t.Errorf("bad zip: %v", err)
 	}
 	var buf bytes.Buffer
@@ -170,14 +170,14 @@ func TestInputErrors(t *testing.T) {
 	if err := os.WriteFile(noCSV, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenInput(noCSV); !errors.Is(err, ErrInputNoCSV) {
+	if _, err := Open(noCSV); !errors.Is(err, ErrNoCSV) {
 		t.Errorf("zip without csv: %v", err)
 	}
 	notGzip := writeInput(t, dir, "capture.ndjson.gz.tmp", frameA)
 	if err := os.Rename(notGzip, filepath.Join(dir, "capture.ndjson.gz")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenInput(filepath.Join(dir, "capture.ndjson.gz")); !errors.Is(err, gzip.ErrHeader) {
+	if _, err := Open(filepath.Join(dir, "capture.ndjson.gz")); !errors.Is(err, gzip.ErrHeader) {
 		t.Errorf("bad gzip: %v", err)
 	}
 	// A gzip stream cut short fails while reading, not with a silent EOF.
@@ -197,7 +197,7 @@ func TestInputErrors(t *testing.T) {
 func TestInputLongLines(t *testing.T) {
 	dir := t.TempDir()
 	// The longest legal line passes, terminated by "\r\n" or by the end of file.
-	longest := "{" + strings.Repeat("x", MaxInputLine-1)
+	longest := "{" + strings.Repeat("x", MaxLine-1)
 	path := writeInput(t, dir, "long.ndjson", frameA+"\n"+longest+"\r\n"+longest)
 	_, got, err := readAll(t, path)
 	if err != io.EOF || len(got) != 3 || got[1].text != longest || got[2].text != longest || got[2].line != 3 {
@@ -206,11 +206,11 @@ func TestInputLongLines(t *testing.T) {
 	for _, tail := range []string{"\n", "\r\n", ""} {
 		path := writeInput(t, dir, "toolong.ndjson", frameA+"\n"+longest+"y"+tail+frameB+"\n")
 		in, got, err := readAll(t, path)
-		if !errors.Is(err, ErrInputLineTooLong) || len(got) != 1 || in.Line() != 2 ||
+		if !errors.Is(err, ErrLineTooLong) || len(got) != 1 || in.Line() != 2 ||
 			!strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "line 2") {
 			t.Fatalf("tail %q: %d records, line %d, err %v", tail, len(got), in.Line(), err)
 		}
-		if _, again := in.Next(); !errors.Is(again, ErrInputLineTooLong) {
+		if _, again := in.Next(); !errors.Is(again, ErrLineTooLong) {
 			t.Fatalf("error is not sticky: %v", again)
 		}
 	}
@@ -220,7 +220,7 @@ func TestInputNextAllocs(t *testing.T) {
 	content := strings.Repeat("17000000000 "+frameA+"\n", 5000)
 	for _, name := range []string{"a.ndjson", "a.ndjson.gz"} {
 		path := writeInput(t, t.TempDir(), name, content)
-		in, err := OpenInput(path)
+		in, err := Open(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,7 +288,7 @@ func BenchmarkInputNext(b *testing.B) {
 			if err := os.WriteFile(path, data, 0o644); err != nil {
 				b.Fatal(err)
 			}
-			in, err := OpenInput(path)
+			in, err := Open(path)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -297,7 +297,7 @@ func BenchmarkInputNext(b *testing.B) {
 			for b.Loop() {
 				if _, err := in.Next(); err != nil {
 					in.Close()
-					if in, err = OpenInput(path); err != nil {
+					if in, err = Open(path); err != nil {
 						b.Fatal(err)
 					}
 				}
