@@ -1,0 +1,597 @@
+package shard
+
+import (
+	"fmt"
+	"math"
+	"math/bits"
+
+	"github.com/klagg/klagg/parse"
+)
+
+// Config configures an Aggregator.
+type Config struct {
+	Intervals []Interval // default BinanceIntervals(false)
+	Grace     int64      // ms after close_time before a kline closes by watermark; default 2000
+	History   int        // closed klines kept per (symbol, interval) for late corrections; default 2
+}
+
+// DefaultConfig returns the futures intervals, a 2 s grace and 2 klines of history.
+func DefaultConfig() Config {
+	return Config{Intervals: BinanceIntervals(false), Grace: 2000, History: 2}
+}
+
+// Counters are the Aggregator's running totals. Late and TooLate count
+// (trade, interval) pairs: a trade can be on time for 1h and late for 1s.
+type Counters struct {
+	Trades          uint64 // trades applied
+	Duplicates      uint64 // trades skipped because AggID <= the symbol's last applied AggID
+	Late            uint64 // late trades applied to a closed kline in history (corrections)
+	TooLate         uint64 // late trades older than History (or than the symbol's first kline): dropped
+	IDGaps          uint64 // trades whose AggID > last applied + 1
+	Overflows       uint64 // klines that got FlagOverflow
+	ClosedKlines    uint64 // klines closed (corrections excluded)
+	EmptyKlines     uint64 // of which empty
+	EarlyCloses     uint64 // klines closed ahead of the watermark because a trade ran past the window
+	Updates         uint64 // Update calls accepted
+	UpdatesDeferred uint64 // Update calls refused (kline kept dirty)
+}
+
+// entry is one kline slot of a window or of the history ring.
+type entry struct {
+	k      Kline
+	period int64 // period number of k; meaningful when live
+	live   bool
+}
+
+// series is the state of one (symbol, interval).
+type series struct {
+	// cur caches the entry of the newest-touched open period and its [open,
+	// next) range so that the common trade needs no division and no calendar.
+	curOpen, curNext int64
+	cur              *entry
+
+	window    []entry // open periods [next, next+len(window)), entry = period mod len
+	history   []entry // closed periods [next-len(history), next), entry = period mod len
+	next      int64   // first period of this symbol not closed yet
+	newest    int64   // newest period with trades; an open one iff >= next
+	lastClose parse.Decimal
+}
+
+type symbolState struct {
+	lastAggID int64
+	sym       uint32
+	dirty     bool // in Aggregator.dirty, updates pending from series[updFrom]
+	retired   bool
+	updFrom   int
+	series    []series
+}
+
+// intervalState is the watermark state of one interval, shared by all symbols.
+type intervalState struct {
+	iv       Interval
+	window   int   // window slots per symbol
+	closed   int64 // every period < closed is closed for every symbol
+	nextOpen int64 // open time of period closed+1: the watermark limit that closes period `closed`
+}
+
+// Aggregator turns trades into klines for the symbols of one shard.
+//
+// An Aggregator is owned by a single goroutine: none of its methods may be
+// called concurrently, and it takes no locks. The Emitter is called
+// synchronously from Apply, Advance, Flush and FlushUpdates on that goroutine.
+type Aggregator struct {
+	cfg     Config
+	out     Emitter
+	ivs     []intervalState
+	symbols []*symbolState // indexed by parse.Trade.Symbol
+	live    int            // non-nil symbols
+	retired int            // retired symbols not freed yet
+	dirty   []uint32       // symbols with updates pending
+	slab    int            // entries per symbol
+	c       Counters
+}
+
+// New validates cfg (1..255 distinct intervals, Grace >= 0, History >= 0) and
+// returns an Aggregator emitting to out. A zero cfg.Intervals selects
+// BinanceIntervals(false).
+func New(cfg Config, out Emitter) (*Aggregator, error) {
+	if cfg.Intervals == nil {
+		cfg.Intervals = BinanceIntervals(false)
+	}
+	if out == nil {
+		return nil, fmt.Errorf("cannot create aggregator: nil Emitter: %w", ErrConfig)
+	}
+	if n := len(cfg.Intervals); n < 1 || n > math.MaxUint8 {
+		return nil, fmt.Errorf("cannot create aggregator: %d intervals, want 1..255: %w", n, ErrConfig)
+	}
+	if cfg.Grace < 0 || cfg.Grace > 100*365*msDay {
+		return nil, fmt.Errorf("cannot create aggregator: grace %d ms out of range: %w", cfg.Grace, ErrConfig)
+	}
+	if cfg.History < 0 || cfg.History > 1<<16 {
+		return nil, fmt.Errorf("cannot create aggregator: history %d out of range: %w", cfg.History, ErrConfig)
+	}
+	a := &Aggregator{cfg: cfg, out: out}
+	a.cfg.Intervals = append([]Interval(nil), cfg.Intervals...)
+	for i, iv := range a.cfg.Intervals {
+		if !iv.valid() {
+			return nil, fmt.Errorf("cannot create aggregator: interval %q: %w", iv.Name, ErrInterval)
+		}
+		for _, o := range a.cfg.Intervals[:i] {
+			if o.same(iv) {
+				return nil, fmt.Errorf("cannot create aggregator: %s and %s: %w", o.Name, iv.Name, ErrDuplicate)
+			}
+		}
+		length := iv.Millis
+		if iv.Months > 0 {
+			length = minMonth * int64(iv.Months)
+		}
+		// Periods open at once: those closing within Grace of the watermark,
+		// the current one, and one spare for trades running ahead of it.
+		w := int((cfg.Grace+length-1)/length) + 2
+		a.ivs = append(a.ivs, intervalState{iv: iv, window: w, closed: math.MinInt64, nextOpen: math.MinInt64})
+		a.slab += w + cfg.History
+	}
+	return a, nil
+}
+
+// Config returns the configuration in use.
+func (a *Aggregator) Config() Config { return a.cfg }
+
+// Counters returns the running totals.
+func (a *Aggregator) Counters() Counters { return a.c }
+
+// Apply applies one trade. It allocates only for a symbol's first trade.
+func (a *Aggregator) Apply(t *parse.Trade) {
+	if int(t.Symbol) >= len(a.symbols) || a.symbols[t.Symbol] == nil {
+		a.applyFirst(t)
+		return
+	}
+	st := a.symbols[t.Symbol]
+	if t.AggID <= st.lastAggID {
+		a.c.Duplicates++
+		return
+	}
+	if t.AggID != st.lastAggID+1 {
+		a.c.IDGaps++
+	}
+	st.lastAggID = t.AggID
+	a.c.Trades++
+	quote := Mul64(uint64(t.Price), uint64(t.Qty))
+	price, qty, cnt := t.Price, uint64(t.Qty), t.Count()
+	// Taker-buy sums add zero for taker sells: branch-free, since the side is
+	// unpredictable.
+	mask := uint64(0)
+	if !t.BuyerMaker {
+		mask = ^uint64(0)
+	}
+	tbQty, tbQuote := qty&mask, Uint128{Hi: quote.Hi & mask, Lo: quote.Lo & mask}
+	for i := range st.series {
+		s := &st.series[i]
+		if t.TradeTime < s.curOpen || t.TradeTime >= s.curNext {
+			a.applySlow(st, s, i, t, quote)
+			continue
+		}
+		// Fast path, inlined by hand: the cached kline already has trades.
+		k := &s.cur.k
+		k.High = max(k.High, price)
+		k.Low = min(k.Low, price)
+		k.Close = price
+		k.LastAggID, k.LastTradeID = t.AggID, t.LastID
+		k.Count += cnt
+		var c1, c2, c3, c4 uint64
+		k.Volume.Lo, c1 = bits.Add64(k.Volume.Lo, qty, 0)
+		k.Volume.Hi, c1 = bits.Add64(k.Volume.Hi, 0, c1)
+		k.QuoteVolume.Lo, c2 = bits.Add64(k.QuoteVolume.Lo, quote.Lo, 0)
+		k.QuoteVolume.Hi, c2 = bits.Add64(k.QuoteVolume.Hi, quote.Hi, c2)
+		k.TakerBuyVolume.Lo, c3 = bits.Add64(k.TakerBuyVolume.Lo, tbQty, 0)
+		k.TakerBuyVolume.Hi, c3 = bits.Add64(k.TakerBuyVolume.Hi, 0, c3)
+		k.TakerBuyQuoteVolume.Lo, c4 = bits.Add64(k.TakerBuyQuoteVolume.Lo, tbQuote.Lo, 0)
+		k.TakerBuyQuoteVolume.Hi, c4 = bits.Add64(k.TakerBuyQuoteVolume.Hi, tbQuote.Hi, c4)
+		if c1|c2|c3|c4 != 0 {
+			a.overflow(k, c1 != 0, c2 != 0, c3 != 0, c4 != 0)
+		}
+		if invariants {
+			checkKline(k)
+		}
+	}
+	a.markDirty(st, t.Symbol)
+}
+
+func (a *Aggregator) markDirty(st *symbolState, sym uint32) {
+	st.updFrom = 0
+	if !st.dirty {
+		st.dirty = true
+		a.dirty = append(a.dirty, sym)
+	}
+}
+
+// add applies t to k (open or closed) and reports overflow.
+func (a *Aggregator) add(k *Kline, t *parse.Trade, quote Uint128) {
+	p := t.Price
+	if k.FirstAggID < 0 {
+		k.Open, k.High, k.Low = p, p, p
+		k.FirstAggID, k.FirstTradeID = t.AggID, t.FirstID
+		k.Flags &^= FlagEmpty
+	} else {
+		k.High = max(k.High, p)
+		k.Low = min(k.Low, p)
+	}
+	k.Close = p
+	k.LastAggID, k.LastTradeID = t.AggID, t.LastID
+	k.Count += t.Count()
+	var o1, o2, o3, o4 bool
+	k.Volume, o1 = k.Volume.Add64(uint64(t.Qty))
+	k.QuoteVolume, o2 = k.QuoteVolume.Add(quote)
+	if !t.BuyerMaker {
+		k.TakerBuyVolume, o3 = k.TakerBuyVolume.Add64(uint64(t.Qty))
+		k.TakerBuyQuoteVolume, o4 = k.TakerBuyQuoteVolume.Add(quote)
+	}
+	if o1 || o2 || o3 || o4 {
+		a.overflow(k, o1, o2, o3, o4)
+	}
+	if invariants {
+		checkKline(k)
+	}
+}
+
+// overflow saturates the overflowed sums; once a kline overflowed, all its
+// sums stay saturated-or-suspect and the flag stays.
+func (a *Aggregator) overflow(k *Kline, o1, o2, o3, o4 bool) {
+	if o1 {
+		k.Volume = MaxUint128
+	}
+	if o2 {
+		k.QuoteVolume = MaxUint128
+	}
+	if o3 {
+		k.TakerBuyVolume = MaxUint128
+	}
+	if o4 {
+		k.TakerBuyQuoteVolume = MaxUint128
+	}
+	// A saturated sum overflows again on any later non-zero add, and is
+	// saturated again: it never wraps back to a small value.
+	if k.Flags&FlagOverflow != 0 {
+		return
+	}
+	k.Flags |= FlagOverflow
+	a.c.Overflows++
+}
+
+func checkKline(k *Kline) {
+	if k.FirstAggID < 0 {
+		if k.Count != 0 || !k.Volume.IsZero() || !k.QuoteVolume.IsZero() {
+			panic(fmt.Sprintf("BUG: kline without trades has volume: %+v", *k))
+		}
+		return
+	}
+	if k.High < k.Open || k.High < k.Close || k.Low > k.Open || k.Low > k.Close {
+		panic(fmt.Sprintf("BUG: kline OHLC inconsistent: %+v", *k))
+	}
+	if k.FirstAggID > k.LastAggID || k.TakerBuyVolume.Cmp(k.Volume) > 0 || k.TakerBuyQuoteVolume.Cmp(k.QuoteVolume) > 0 {
+		panic(fmt.Sprintf("BUG: kline sums inconsistent: %+v", *k))
+	}
+}
+
+func (a *Aggregator) applyFirst(t *parse.Trade) {
+	sym := t.Symbol
+	if int(sym) >= len(a.symbols) {
+		n := max(int(sym)+1, 2*len(a.symbols), 16)
+		grown := make([]*symbolState, n)
+		copy(grown, a.symbols)
+		a.symbols = grown
+	}
+	slab := make([]entry, a.slab)
+	st := &symbolState{lastAggID: t.AggID, sym: sym, series: make([]series, len(a.ivs))}
+	for i := range st.series {
+		w := a.ivs[i].window
+		st.series[i] = series{
+			window:  slab[:w:w],
+			history: slab[w : w+a.cfg.History : w+a.cfg.History],
+			curOpen: math.MaxInt64, curNext: math.MinInt64,
+			newest: math.MinInt64,
+		}
+		slab = slab[w+a.cfg.History:]
+	}
+	a.symbols[sym] = st
+	a.live++
+	if cap(a.dirty) < a.live {
+		d := make([]uint32, len(a.dirty), 2*a.live+16)
+		copy(d, a.dirty)
+		a.dirty = d
+	}
+	a.c.Trades++
+	quote := Mul64(uint64(t.Price), uint64(t.Qty))
+	for i := range st.series {
+		s := &st.series[i]
+		ivs := &a.ivs[i]
+		p := ivs.iv.Period(t.TradeTime)
+		s.next = p
+		a.applySlow(st, s, i, t, quote)
+		// The interval's watermark is already past this period: close it now.
+		if p < ivs.closed {
+			a.closeThrough(st, s, i, ivs.closed-1)
+		}
+	}
+	a.markDirty(st, sym)
+}
+
+// applySlow handles a trade outside the cached period: another open period,
+// a period beyond the window, or a closed one.
+func (a *Aggregator) applySlow(st *symbolState, s *series, i int, t *parse.Trade, quote Uint128) {
+	ivs := &a.ivs[i]
+	p := ivs.iv.Period(t.TradeTime)
+	if p < s.next {
+		a.applyLate(s, i, p, t, quote)
+		return
+	}
+	w := int64(len(s.window))
+	if p >= s.next+w {
+		a.c.EarlyCloses += uint64(p - w + 1 - s.next)
+		a.closeThrough(st, s, i, p-w)
+	}
+	e := &s.window[floorMod(p, w)]
+	if !e.live {
+		a.initEntry(e, st, i, p)
+	} else if e.period != p {
+		panic(fmt.Sprintf("BUG: window slot of period %d holds period %d (next %d)", p, e.period, s.next))
+	}
+	a.add(&e.k, t, quote)
+	s.newest = max(s.newest, p)
+	s.cur, s.curOpen, s.curNext = e, e.k.OpenTime, e.k.CloseTime+1
+}
+
+func (a *Aggregator) initEntry(e *entry, st *symbolState, i int, p int64) {
+	iv := &a.ivs[i].iv
+	open := iv.periodOpen(p)
+	e.k = Kline{
+		Symbol:       st.sym,
+		Interval:     uint8(i),
+		OpenTime:     open,
+		CloseTime:    iv.periodOpen(p+1) - 1,
+		FirstTradeID: -1, LastTradeID: -1, FirstAggID: -1, LastAggID: -1,
+	}
+	e.period = p
+	e.live = true
+}
+
+// applyLate applies a trade whose period p is already closed for this symbol.
+func (a *Aggregator) applyLate(s *series, i int, p int64, t *parse.Trade, quote Uint128) {
+	h := int64(len(s.history))
+	if h == 0 || p < s.next-h {
+		a.c.TooLate++
+		return
+	}
+	e := &s.history[floorMod(p, h)]
+	if !e.live || e.period != p { // before the symbol's first kline
+		a.c.TooLate++
+		return
+	}
+	a.c.Late++
+	oldClose := e.k.Close
+	a.add(&e.k, t, quote)
+	e.k.Flags |= FlagCorrected
+	a.out.Closed(&e.k)
+	if e.k.Close == oldClose {
+		return
+	}
+	// Empty successors copy the previous close.
+	c := e.k.Close
+	for q := p + 1; q < s.next; q++ {
+		e := &s.history[floorMod(q, h)]
+		if !e.live || e.period != q || e.k.FirstAggID >= 0 {
+			return
+		}
+		e.k.Open, e.k.High, e.k.Low, e.k.Close = c, c, c, c
+		e.k.Flags |= FlagCorrected
+		a.out.Closed(&e.k)
+	}
+	s.lastClose = c
+}
+
+// closeThrough closes the periods of one series up to and including q.
+func (a *Aggregator) closeThrough(st *symbolState, s *series, i int, q int64) {
+	for s.next <= q {
+		if st.retired && s.newest < s.next {
+			// Delisted and no traded period left: no more empty klines.
+			for j := range s.window {
+				s.window[j].live = false
+			}
+			s.cur, s.curOpen, s.curNext = nil, math.MaxInt64, math.MinInt64
+			s.next = q + 1
+			return
+		}
+		a.closeNext(st, s, i)
+	}
+}
+
+// closeNext closes period s.next of one series and emits it.
+func (a *Aggregator) closeNext(st *symbolState, s *series, i int) {
+	q := s.next
+	e := &s.window[floorMod(q, int64(len(s.window)))]
+	if !e.live {
+		a.initEntry(e, st, i, q)
+	} else if e.period != q {
+		panic(fmt.Sprintf("BUG: closing period %d but its window slot holds period %d", q, e.period))
+	}
+	if e.k.FirstAggID < 0 {
+		c := s.lastClose
+		e.k.Open, e.k.High, e.k.Low, e.k.Close = c, c, c, c
+		e.k.Flags |= FlagEmpty
+		a.c.EmptyKlines++
+	}
+	e.k.Closed = true
+	e.live = false
+	if s.cur == e {
+		s.cur, s.curOpen, s.curNext = nil, math.MaxInt64, math.MinInt64
+	}
+	s.lastClose = e.k.Close
+	s.next = q + 1
+	a.c.ClosedKlines++
+	out := &e.k
+	if h := int64(len(s.history)); h > 0 {
+		he := &s.history[floorMod(q, h)]
+		he.k = e.k
+		he.period, he.live = q, true
+		out = &he.k
+	}
+	if invariants {
+		checkKline(out)
+		for j := range s.window {
+			if w := &s.window[j]; w.live && (w.period < s.next || w.period >= s.next+int64(len(s.window))) {
+				panic(fmt.Sprintf("BUG: window holds period %d outside [%d, %d)", w.period, s.next, s.next+int64(len(s.window))))
+			}
+		}
+	}
+	a.out.Closed(out)
+}
+
+// Advance closes, for every symbol with state, every kline whose CloseTime +
+// Grace < watermark, empty periods included, in open-time order per (symbol,
+// interval). watermark is event time, never the wall clock. It costs
+// O(intervals) when no interval boundary is crossed and does not allocate.
+func (a *Aggregator) Advance(watermark int64) {
+	if watermark < math.MinInt64+a.cfg.Grace {
+		return
+	}
+	a.closeUpTo(watermark - a.cfg.Grace)
+}
+
+// Flush ends the input: it closes every kline with CloseTime <= watermark
+// (no grace). With includeOpen it then also closes every still-open kline
+// that has trades (and the empty periods before it): those klines are
+// incomplete, their period not being over.
+func (a *Aggregator) Flush(watermark int64, includeOpen bool) {
+	limit := watermark
+	if limit < math.MaxInt64 {
+		limit++
+	}
+	a.closeUpTo(limit)
+	if !includeOpen {
+		return
+	}
+	for _, st := range a.symbols {
+		if st == nil {
+			continue
+		}
+		for i := range st.series {
+			s := &st.series[i]
+			if s.newest >= s.next {
+				a.closeThrough(st, s, i, s.newest)
+			}
+		}
+	}
+	a.freeRetired()
+}
+
+// closeUpTo closes every period q with open(q+1) <= limit.
+func (a *Aggregator) closeUpTo(limit int64) {
+	freed := false
+	for i := range a.ivs {
+		ivs := &a.ivs[i]
+		if limit < ivs.nextOpen {
+			continue
+		}
+		q := ivs.iv.Period(limit) - 1
+		for _, st := range a.symbols {
+			if st != nil {
+				a.closeThrough(st, &st.series[i], i, q)
+			}
+		}
+		ivs.closed = q + 1
+		ivs.nextOpen = ivs.iv.periodOpen(q + 2)
+		freed = true
+	}
+	if freed {
+		a.freeRetired()
+	}
+}
+
+// FlushUpdates emits, for each symbol with trades since its last update, the
+// kline of the newest open period of every interval (Closed == false). When
+// Update refuses one, it stops; the rest stays dirty for the next call.
+func (a *Aggregator) FlushUpdates() {
+	for j, sym := range a.dirty {
+		st := a.symbols[sym]
+		if st == nil || !st.dirty {
+			continue
+		}
+		for ; st.updFrom < len(st.series); st.updFrom++ {
+			s := &st.series[st.updFrom]
+			if s.newest < s.next {
+				continue
+			}
+			e := &s.window[floorMod(s.newest, int64(len(s.window)))]
+			if !a.out.Update(&e.k) {
+				a.c.UpdatesDeferred++
+				n := copy(a.dirty, a.dirty[j:])
+				a.dirty = a.dirty[:n]
+				return
+			}
+			a.c.Updates++
+		}
+		st.dirty = false
+	}
+	a.dirty = a.dirty[:0]
+}
+
+// Retire marks a symbol delisted: its open klines with trades still close (and
+// the empty periods between them), then no empty klines follow and its state is
+// freed. A later trade for the symbol starts afresh, duplicates unchecked.
+func (a *Aggregator) Retire(symbol uint32) {
+	if int(symbol) >= len(a.symbols) || a.symbols[symbol] == nil {
+		return
+	}
+	if st := a.symbols[symbol]; !st.retired {
+		st.retired = true
+		a.retired++
+	}
+	a.freeRetired()
+}
+
+func (a *Aggregator) freeRetired() {
+	if a.retired == 0 {
+		return
+	}
+	for id, st := range a.symbols {
+		if st == nil || !st.retired {
+			continue
+		}
+		done := true
+		for i := range st.series {
+			if st.series[i].newest >= st.series[i].next {
+				done = false
+				break
+			}
+		}
+		if done {
+			a.symbols[id] = nil
+			a.live--
+			a.retired--
+		}
+	}
+}
+
+// MarkGap flags with FlagGap the symbol's open klines (traded or not yet)
+// whose period overlaps trade times [from, to]. Cheap, meant for rare use.
+func (a *Aggregator) MarkGap(symbol uint32, from, to int64) {
+	if int(symbol) >= len(a.symbols) || a.symbols[symbol] == nil {
+		return
+	}
+	st := a.symbols[symbol]
+	for i := range st.series {
+		s := &st.series[i]
+		iv := &a.ivs[i].iv
+		w := int64(len(s.window))
+		for q := s.next; q < s.next+w; q++ {
+			if iv.periodOpen(q) > to || iv.periodOpen(q+1) <= from {
+				continue
+			}
+			e := &s.window[floorMod(q, w)]
+			if !e.live {
+				a.initEntry(e, st, i, q)
+			}
+			e.k.Flags |= FlagGap
+		}
+	}
+}

@@ -1,0 +1,55 @@
+// Package shard aggregates trades into klines exactly as Binance computes them.
+//
+// One Aggregator runs per shard goroutine and owns the kline state of that
+// shard's symbols for every configured Interval. It is single-goroutine by
+// design: no locks, no atomics; every method, and the Emitter it calls, runs on
+// the owning goroutine.
+//
+// # Binance semantics
+//
+// For each (symbol, interval, period): Open is the first applied trade's price
+// and Close the last's (per symbol applied trades have strictly increasing
+// AggID; AggID <= the last applied one is a duplicate and is skipped), High/Low
+// the extremes; Count is sum(LastID-FirstID+1); Volume sums quantities and
+// QuoteVolume sums price*qty exactly; the taker-buy sums take trades with
+// BuyerMaker == false. After a symbol's first trade every period yields a
+// kline: a period without trades gives O=H=L=C=previous close, volumes 0, count
+// 0, trade ids -1 and FlagEmpty. No kline precedes the symbol's first trade.
+//
+// Grids: up to 1d, periods are aligned on the Unix epoch; weeks open on Monday
+// 00:00 UTC; 3d uses Binance's grid (open_time = 1 day mod 3 days); 1M opens on
+// the first day of each calendar month, 00:00 UTC.
+//
+// # Closing
+//
+// Klines close by watermark (event time, never the wall clock): Advance(wm)
+// closes what has CloseTime + Grace < wm. Until then a trade into the period is
+// applied even if it arrives out of time order. A trade into a period that has
+// already closed corrects that kline if it is among the last History closed
+// ones (re-emitted with FlagCorrected, together with the empty klines after it
+// whose copied close changed); older, it is counted in Counters.TooLate and
+// dropped. Each symbol keeps a window of ceil(Grace/length)+2 open periods per
+// interval; a trade that runs beyond it (the watermark lagging far behind the
+// trades) closes the oldest periods early (Counters.EarlyCloses), and any
+// later trade into them becomes a correction. Memory per (symbol, interval) is
+// that window plus History klines, however long a symbol stays quiet: empty
+// klines are produced when closing, not stored.
+//
+// # Arithmetic and bounds
+//
+// Prices and quantities are parse.Decimal (8 fractional digits, up to
+// 184467440737.09551615 each). Volumes are Uint128 sums at scale 8 (up to
+// 2^128-1 units, ~3.4e30 base units per kline), quote volumes are Uint128 sums
+// of the exact 128-bit products at scale 16 (~3.4e22 quote units per kline).
+// A sum that overflows is saturated at MaxUint128, the kline gets FlagOverflow
+// and Counters.Overflows is bumped: never a silently wrong kline.
+//
+// # Allocation
+//
+// Apply allocates only on a symbol's first trade (its state, one slab);
+// Advance, Flush and FlushUpdates do not allocate. Symbol ids index a dense
+// slice, so they should be small and dense (as parse assigns them).
+//
+// Expensive consistency checks are compiled in with the `invariants` build tag
+// and panic with "BUG: ...".
+package shard

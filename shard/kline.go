@@ -1,0 +1,104 @@
+package shard
+
+import (
+	"strconv"
+
+	"github.com/klagg/klagg/parse"
+)
+
+// Flags describe how a kline came to be.
+type Flags uint8
+
+const (
+	// FlagEmpty marks a period without trades: O=H=L=C=previous close, volumes 0.
+	FlagEmpty Flags = 1 << iota
+	// FlagCorrected marks a closed kline emitted again after a late trade (or
+	// after a late trade changed the close its empty successors copy).
+	FlagCorrected
+	// FlagOverflow marks a kline whose volume sums overflowed 2^128 units; the
+	// overflowed sums are saturated at MaxUint128 and must not be trusted.
+	FlagOverflow
+	// FlagGap marks a kline overlapping a trade-id gap that could not be filled
+	// (set by MarkGap).
+	FlagGap
+)
+
+// String lists the set flags, e.g. "empty|corrected", or "-" for none.
+func (f Flags) String() string {
+	if f == 0 {
+		return "-"
+	}
+	var b []byte
+	for i, n := range [...]string{"empty", "corrected", "overflow", "gap"} {
+		if f&(1<<i) != 0 {
+			if len(b) > 0 {
+				b = append(b, '|')
+			}
+			b = append(b, n...)
+		}
+	}
+	return string(b)
+}
+
+// Kline is one candlestick of one symbol and interval, as Binance computes it.
+type Kline struct {
+	Symbol              uint32
+	Interval            uint8 // index into Config.Intervals
+	Flags               Flags
+	Closed              bool
+	OpenTime, CloseTime int64 // Unix ms; CloseTime is the last ms of the period
+
+	Open, High, Low, Close           parse.Decimal
+	Volume, TakerBuyVolume           Uint128 // scale 8 (parse.Scale)
+	QuoteVolume, TakerBuyQuoteVolume Uint128 // scale 16: exact sums of price*qty
+
+	Count                     int64 // raw trades: sum(LastID-FirstID+1)
+	FirstTradeID, LastTradeID int64 // Binance kline "f"/"L"; -1 when empty
+	FirstAggID, LastAggID     int64 // -1 when empty
+}
+
+// CSVHeader names the columns AppendCSV writes, in the data.binance.vision kline layout.
+const CSVHeader = "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore"
+
+const quoteScale = 2 * parse.Scale
+
+// AppendCSV appends k as one CSV row in CSVHeader's column order, without a
+// newline, numbers in their shortest exact decimal form.
+func (k *Kline) AppendCSV(dst []byte) []byte {
+	dst = strconv.AppendInt(dst, k.OpenTime, 10)
+	dst = append(dst, ',')
+	dst = parse.AppendDecimal(dst, k.Open)
+	dst = append(dst, ',')
+	dst = parse.AppendDecimal(dst, k.High)
+	dst = append(dst, ',')
+	dst = parse.AppendDecimal(dst, k.Low)
+	dst = append(dst, ',')
+	dst = parse.AppendDecimal(dst, k.Close)
+	dst = append(dst, ',')
+	dst = k.Volume.AppendDecimal(dst, parse.Scale)
+	dst = append(dst, ',')
+	dst = strconv.AppendInt(dst, k.CloseTime, 10)
+	dst = append(dst, ',')
+	dst = k.QuoteVolume.AppendDecimal(dst, quoteScale)
+	dst = append(dst, ',')
+	dst = strconv.AppendInt(dst, k.Count, 10)
+	dst = append(dst, ',')
+	dst = k.TakerBuyVolume.AppendDecimal(dst, parse.Scale)
+	dst = append(dst, ',')
+	dst = k.TakerBuyQuoteVolume.AppendDecimal(dst, quoteScale)
+	return append(dst, ",0"...)
+}
+
+// Emitter receives the klines an Aggregator produces. It is called on the
+// aggregator's goroutine and must not call back into the Aggregator.
+type Emitter interface {
+	// Closed receives a closed kline, or a closed kline corrected by a late
+	// trade (FlagCorrected). It must not drop it (block for backpressure
+	// instead). k is valid only during the call.
+	Closed(k *Kline)
+	// Update receives the running state of an open kline (Closed == false).
+	// Returning false means "no room now": the aggregator keeps the kline dirty
+	// and offers its newer state on the next FlushUpdates (coalescing). k is
+	// valid only during the call.
+	Update(k *Kline) bool
+}
