@@ -36,6 +36,21 @@ type Counters struct {
 	UpdatesDeferred uint64 // Update calls refused (kline kept dirty)
 }
 
+// Add adds o's counts to c (the pipeline sums its shards).
+func (c *Counters) Add(o Counters) {
+	c.Trades += o.Trades
+	c.Duplicates += o.Duplicates
+	c.Late += o.Late
+	c.TooLate += o.TooLate
+	c.IDGaps += o.IDGaps
+	c.Overflows += o.Overflows
+	c.ClosedKlines += o.ClosedKlines
+	c.EmptyKlines += o.EmptyKlines
+	c.EarlyCloses += o.EarlyCloses
+	c.Updates += o.Updates
+	c.UpdatesDeferred += o.UpdatesDeferred
+}
+
 // entry is one kline slot of a window or of the history ring.
 type entry struct {
 	k      Kline

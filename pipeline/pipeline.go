@@ -1,0 +1,207 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/klagg/klagg/parse"
+	"github.com/klagg/klagg/ring"
+	"github.com/klagg/klagg/shard"
+)
+
+// Config configures a Pipeline. The zero value is not usable; start from DefaultConfig.
+type Config struct {
+	Shards int          // aggregator goroutines; default 2
+	Batch  int          // trades a source stages per shard before it publishes; default 256
+	Ring   ring.Config  // every input and output ring
+	Parse  parse.Config // every source's decoder
+	Shard  shard.Config // every aggregator
+
+	// Updates turns on running (open) kline updates to the sink. Closed klines always flow.
+	Updates bool
+	// FlushOpen emits the klines still open at the end of the input as closed.
+	FlushOpen bool
+	// LearnSymbols adds symbols the table does not know yet as they appear (replay of
+	// recordings). When false an unknown symbol is an error, counted and dropped.
+	LearnSymbols bool
+	// PinSources locks each source goroutine to an OS thread; CPUs, when not empty,
+	// also binds source i to CPU CPUs[i%len(CPUs)] (Linux only).
+	PinSources bool
+	CPUs       []int
+	// Idle is how long an idle aggregator parks before it looks at the watermark again.
+	Idle time.Duration
+}
+
+// DefaultConfig returns the configuration used by `klagg replay` and the benchmarks.
+func DefaultConfig() Config {
+	return Config{
+		Shards:     2,
+		Batch:      256,
+		Ring:       ring.DefaultConfig(),
+		Parse:      parse.DefaultConfig(),
+		Shard:      shard.DefaultConfig(),
+		PinSources: true,
+		Idle:       20 * time.Millisecond,
+	}
+}
+
+// Source produces frames or decoded trades for one Feeder. Run is called on the
+// source's own goroutine and returns when its input is exhausted or ctx is done.
+type Source interface {
+	Run(ctx context.Context, f *Feeder) error
+}
+
+// Sink receives kline events on the sink goroutine: closed klines (k.Closed), corrected
+// ones (shard.FlagCorrected) and, with Config.Updates, running updates. k is valid only
+// during the call.
+type Sink interface {
+	Kline(k *shard.Kline) error
+	Close() error
+}
+
+// Pipeline runs sources, aggregators and a sink. It is used once: New, then Run.
+type Pipeline struct {
+	cfg     Config
+	symbols *parse.SymbolTable
+	sources []Source
+	sink    Sink
+	log     *zap.Logger
+
+	feeders []*Feeder
+	aggs    []*aggregator
+	wms     []*watermark
+	sinkW   *ring.Waiter
+
+	stats Stats
+}
+
+// New builds a pipeline; symbols may be shared with other components (new listings are
+// added to it while running).
+func New(cfg Config, symbols *parse.SymbolTable, sources []Source, sink Sink, log *zap.Logger) (*Pipeline, error) {
+	if cfg.Shards < 1 || cfg.Shards > 1024 {
+		return nil, fmt.Errorf("cannot build pipeline: %d shards (want 1..1024)", cfg.Shards)
+	}
+	if cfg.Batch < 1 {
+		cfg.Batch = 1
+	}
+	if len(sources) == 0 {
+		return nil, errors.New("cannot build pipeline: no sources")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	p := &Pipeline{cfg: cfg, symbols: symbols, sources: sources, sink: sink, log: log}
+	for s := 0; s < cfg.Shards; s++ {
+		a, err := newAggregator(p, s)
+		if err != nil {
+			return nil, err
+		}
+		p.aggs = append(p.aggs, a)
+	}
+	for i := range sources {
+		wm := new(watermark)
+		p.wms = append(p.wms, wm)
+		f := newFeeder(p, i, wm)
+		p.feeders = append(p.feeders, f)
+	}
+	return p, nil
+}
+
+// Symbols returns the symbol table the pipeline decodes with.
+func (p *Pipeline) Symbols() *parse.SymbolTable { return p.symbols }
+
+// Run starts every stage and returns when all sources have returned and every event
+// has reached the sink, or with the first error. Cancelling ctx stops the sources;
+// what they handed over is still drained and flushed.
+func (p *Pipeline) Run(ctx context.Context) error {
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, len(p.sources)+1)
+
+	sinkDone := make(chan error, 1)
+	go func() { sinkDone <- p.runSink() }()
+
+	for _, a := range p.aggs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.run()
+		}()
+	}
+	var srcWG sync.WaitGroup
+	for i, src := range p.sources {
+		srcWG.Add(1)
+		go func() {
+			defer srcWG.Done()
+			f := p.feeders[i]
+			if p.cfg.PinSources {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				if len(p.cfg.CPUs) > 0 {
+					if err := pinCPU(p.cfg.CPUs[i%len(p.cfg.CPUs)]); err != nil {
+						p.log.Warn("cannot pin source to CPU", zap.Int("source", i), zap.Error(err))
+					}
+				}
+			}
+			err := src.Run(ctx, f)
+			f.finish()
+			if err != nil && !errors.Is(err, context.Canceled) {
+				errs[i] = fmt.Errorf("source %d: %w", i, err)
+			}
+		}()
+	}
+	srcWG.Wait()
+	wg.Wait()
+	errs[len(p.sources)] = <-sinkDone
+	p.collect(time.Since(start))
+	return errors.Join(errs...)
+}
+
+// Stats returns the pipeline's counters; valid after Run has returned.
+func (p *Pipeline) Stats() *Stats { return &p.stats }
+
+// shardOf maps a symbol index to its shard. Fibonacci hashing spreads consecutive
+// indices (symbols listed together are often equally busy) over shards.
+func shardOf(symbol uint32, shards int) int {
+	return int((uint64(symbol*2654435769) * uint64(shards)) >> 32)
+}
+
+// watermark is one source's largest trade time, published after the trades up to it
+// sit in the rings. math.MaxInt64 marks a finished source.
+type watermark struct {
+	_   [64]byte
+	v   atomic.Int64
+	max atomic.Int64 // the source's largest trade time, stored when it finishes
+	_   [48]byte
+}
+
+// current returns the pipeline's watermark: the smallest of the running sources'
+// watermarks, or math.MaxInt64 when every source has finished.
+func (p *Pipeline) current() int64 {
+	wm := int64(math.MaxInt64)
+	for _, w := range p.wms {
+		if v := w.v.Load(); v < wm {
+			wm = v
+		}
+	}
+	return wm
+}
+
+// final returns the largest trade time any source saw: the end-of-input watermark.
+func (p *Pipeline) final() int64 {
+	var wm int64 = math.MinInt64
+	for _, w := range p.wms {
+		if v := w.max.Load(); v > wm {
+			wm = v
+		}
+	}
+	return wm
+}

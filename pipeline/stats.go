@@ -1,0 +1,81 @@
+package pipeline
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/klagg/klagg/parse"
+	"github.com/klagg/klagg/shard"
+)
+
+// Stats sums every stage's counters. Each stage owns its counters while running; Run
+// collects them once every goroutine has stopped, so no counter is read while written.
+type Stats struct {
+	Elapsed      time.Duration
+	Sources      FeederStats
+	Parse        parse.Counters
+	Shard        shard.Counters
+	KlinesClosed uint64 // closed (and corrected) klines delivered to the sink
+	KlineUpdates uint64 // running kline updates delivered to the sink
+	AggWakes     uint64 // times an idle aggregator parked
+}
+
+func (p *Pipeline) collect(elapsed time.Duration) {
+	st := &p.stats
+	st.Elapsed = elapsed
+	for _, f := range p.feeders {
+		st.Sources.Frames += f.stats.Frames
+		st.Sources.Bytes += f.stats.Bytes
+		st.Sources.Trades += f.stats.Trades
+		st.Sources.Learned += f.stats.Learned
+		st.Sources.Batches += f.stats.Batches
+		st.Parse.Add(f.dec.Counters())
+	}
+	for _, a := range p.aggs {
+		st.Shard.Add(a.agg.Counters())
+		st.AggWakes += a.wakes
+	}
+}
+
+// Errors is the number of inputs dropped as bad, all reasons together.
+func (st *Stats) Errors() uint64 {
+	var n uint64
+	for _, v := range st.Parse.Errors {
+		n += v
+	}
+	return n
+}
+
+// WriteSummary prints the end-of-run summary `klagg replay` shows.
+func (st *Stats) WriteSummary(w io.Writer) {
+	fmt.Fprintf(w, "frames      %d (%d bytes) in %v\n", st.Sources.Frames, st.Sources.Bytes, st.Elapsed.Round(time.Millisecond))
+	tps := 0.0
+	if st.Elapsed > 0 {
+		tps = float64(st.Shard.Trades) / st.Elapsed.Seconds()
+	}
+	fmt.Fprintf(w, "trades      %d applied (%.0f/s), %d routed\n", st.Shard.Trades, tps, st.Sources.Trades)
+	fmt.Fprintf(w, "skipped     ")
+	sep := ""
+	for k := parse.Kind(0); k < parse.NumKinds; k++ {
+		if k == parse.KindAggTrade || st.Parse.Frames[k] == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "%s%s=%d", sep, k, st.Parse.Frames[k])
+		sep = " "
+	}
+	if sep == "" {
+		fmt.Fprint(w, "none")
+	}
+	fmt.Fprintf(w, "\nerrors      %d", st.Errors())
+	for r := parse.Reason(0); r < parse.NumReasons; r++ {
+		if n := st.Parse.Errors[r]; n > 0 {
+			fmt.Fprintf(w, " %s=%d", r, n)
+		}
+	}
+	fmt.Fprintf(w, "\nduplicates  %d\nlate        %d corrected, %d too late (dropped)\n", st.Shard.Duplicates, st.Shard.Late, st.Shard.TooLate)
+	fmt.Fprintf(w, "klines      %d closed (%d empty), %d updates\n", st.KlinesClosed, st.Shard.EmptyKlines, st.KlineUpdates)
+	if st.Shard.Overflows > 0 {
+		fmt.Fprintf(w, "OVERFLOW    %d klines have sums beyond 128 bits (flagged)\n", st.Shard.Overflows)
+	}
+}
