@@ -1,0 +1,5 @@
+//go:build invariants
+
+package parse
+
+const invariants = true
