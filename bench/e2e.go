@@ -21,15 +21,17 @@ type E2EConfig struct {
 	Symbols  int
 	Shards   int
 	Rate     float64 // offered frames per second in the latency phase
+	DataRate float64 // aggTrades per second of market time in the synthetic feed (how fast klines close)
 	Frames   int     // synthetic frames generated once and replayed through fresh pipelines; 0 = 2,000,000
 	Naive    int     // frames given to the naive baseline; 0 = 1,000,000
 	Market   string
 	Seed     int64
+	YieldFor time.Duration // ring waiters' yield time before parking; < 0 keeps the pipeline default
 }
 
 // DefaultE2EConfig is what `klagg bench` runs without flags.
 func DefaultE2EConfig() E2EConfig {
-	return E2EConfig{Duration: 10 * time.Second, Symbols: 500, Shards: 2, Rate: 100_000, Market: "futures", Seed: 1}
+	return E2EConfig{Duration: 10 * time.Second, Symbols: 500, Shards: 2, Rate: 100_000, Market: "futures", Seed: 1, YieldFor: -1, DataRate: 20_000}
 }
 
 // E2EResult is printed as JSON by `klagg bench --json`.
@@ -68,7 +70,7 @@ func RunE2E(ctx context.Context, cfg E2EConfig) (*E2EResult, error) {
 		cfg.Naive = 1_000_000
 	}
 	gc := fakex.DefaultGenConfig()
-	gc.Market, gc.Symbols, gc.Seed = cfg.Market, cfg.Symbols, cfg.Seed
+	gc.Market, gc.Symbols, gc.Seed, gc.Rate = cfg.Market, cfg.Symbols, cfg.Seed, cfg.DataRate
 	gen := fakex.NewGenerator(gc)
 	frames := gen.Frames(cfg.Frames)
 	intervals := shard.BinanceIntervals(cfg.Market == "spot")
@@ -80,6 +82,9 @@ func RunE2E(ctx context.Context, cfg E2EConfig) (*E2EResult, error) {
 	pcfg.Shards = cfg.Shards
 	pcfg.Shard.Intervals = intervals
 	pcfg.Updates = true
+	if cfg.YieldFor >= 0 {
+		pcfg.Ring.YieldFor = cfg.YieldFor
+	}
 
 	// Throughput: fresh pipelines over the same frames until the duration is spent.
 	var elapsed time.Duration

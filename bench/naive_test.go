@@ -3,6 +3,7 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/klagg/klagg/fakex"
 	"math"
 	"strings"
 	"testing"
@@ -98,11 +99,11 @@ func TestNaiveOpenTime(t *testing.T) {
 // non-decreasing trade times, the klines closed are exactly the distinct
 // (symbol, interval, openTime) whose end is at or before the last trade time.
 func TestNaiveOnGeneratedFeed(t *testing.T) {
-	cfg := DefaultGenConfig()
+	cfg := fakex.DefaultGenConfig()
 	cfg.Symbols = 40
 	cfg.Rate = 200 // 20,000 trades = 100 s of data time
 	cfg.OtherEvery = 5
-	frames := NewGenerator(cfg).Frames(20_000)
+	frames := fakex.NewGenerator(cfg).Frames(20_000)
 	intervals := []int64{1000, 15000, 60000}
 	type key struct {
 		symbol   string
@@ -120,7 +121,12 @@ func TestNaiveOnGeneratedFeed(t *testing.T) {
 		if !strings.HasSuffix(env.Stream, "@aggTrade") {
 			continue
 		}
-		var f genFrame
+		var f struct {
+			Data struct {
+				Symbol    string `json:"s"`
+				TradeTime int64  `json:"T"`
+			} `json:"data"`
+		}
 		if err := json.Unmarshal(frame, &f); err != nil {
 			t.Fatal(err)
 		}
@@ -149,9 +155,9 @@ func TestNaiveOnGeneratedFeed(t *testing.T) {
 //
 //	go test -run '^$' -bench 'BenchmarkRunNaive' -benchtime 5x ./bench/
 func BenchmarkRunNaive(b *testing.B) {
-	cfg := DefaultGenConfig()
+	cfg := fakex.DefaultGenConfig()
 	cfg.Rate = 200 // 50,000 trades = 250 s of data time: klines close
-	frames := NewGenerator(cfg).Frames(50_000)
+	frames := fakex.NewGenerator(cfg).Frames(50_000)
 	intervals := []int64{60_000, 300_000, 900_000, 3_600_000}
 	var size int64
 	for _, f := range frames {

@@ -26,11 +26,12 @@ type Waiter struct {
 	_ pad
 	// parked is written only around a park and read by every Wake, so the
 	// wakers' fast path is one load of a line nobody writes while busy.
-	parked atomic.Bool
-	wake   chan struct{} // capacity 1: a pending wake-up is never lost nor blocks
-	spin   int
-	yield  int
-	timer  *time.Timer // owner's; created on the first timed park
+	parked   atomic.Bool
+	wake     chan struct{} // capacity 1: a pending wake-up is never lost nor blocks
+	spin     int
+	yield    int
+	yieldFor time.Duration
+	timer    *time.Timer // owner's; created on the first timed park
 
 	waits atomic.Uint64 // Wait calls that found ready() false
 	parks atomic.Uint64 // times the owner blocked on wake
@@ -58,6 +59,7 @@ func (w *Waiter) init(cfg Config) {
 	w.wake = make(chan struct{}, 1)
 	w.spin = cfg.Spin
 	w.yield = cfg.Yield
+	w.yieldFor = cfg.YieldFor
 }
 
 // Wait blocks until ready returns true or timeout elapses (timeout <= 0 waits
@@ -88,6 +90,15 @@ func (w *Waiter) Wait(ready func() bool, timeout time.Duration) bool {
 		runtime.Gosched()
 		if ready() {
 			return true
+		}
+	}
+	if w.yieldFor > 0 {
+		start := time.Now()
+		for time.Since(start) < w.yieldFor && (timeout <= 0 || time.Now().Before(deadline)) {
+			runtime.Gosched()
+			if ready() {
+				return true
+			}
 		}
 	}
 	for {

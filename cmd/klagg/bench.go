@@ -21,6 +21,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "offered trades per second in the latency phase")
 	fs.IntVar(&cfg.Frames, "frames", 2_000_000, "synthetic frames generated once and replayed")
 	fs.StringVar(&cfg.Market, "market", cfg.Market, "futures or spot frame layout and intervals")
+	fs.DurationVar(&cfg.YieldFor, "yield-for", cfg.YieldFor, "ring waiters yield this long before parking (negative: pipeline default)")
 	cpu := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	mem := fs.String("memprofile", "", "write an allocation profile to this file")
 	if err := fs.Parse(args); err != nil {

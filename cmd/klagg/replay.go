@@ -90,7 +90,7 @@ func runDemo(ctx context.Context, args []string) error {
 	e.register(fs)
 	symbols := fs.Int("symbols", 200, "synthetic symbols")
 	trades := fs.Int("trades", 2_000_000, "synthetic aggTrades")
-	rate := fs.Float64("rate", 2000, "trades per second of market time (sets how many minutes the feed spans)")
+	rate := fs.Float64("rate", 200, "trades per second of market time (sets how many minutes the feed spans)")
 	outDir := fs.String("out-dir", "out/demo", "directory for <SYMBOL>-<interval>.csv files")
 	if err := fs.Parse(args); err != nil {
 		return err
