@@ -78,6 +78,7 @@ type genSymbol struct {
 	qtyDigits   int
 	aggID       int64 // next "a"
 	tradeID     int64 // next "f"
+	index       int   // position in Generator.syms
 }
 
 // Generator produces a deterministic synthetic Binance feed. It is not safe for
@@ -95,6 +96,21 @@ type Generator struct {
 	updateID   int64
 	spot       bool
 	combined   bool
+	last       genAgg // what the last Append produced, for the Server
+}
+
+// genAgg describes the frame Append produced last, so the Server can keep its
+// history without decoding its own frames.
+type genAgg struct {
+	sym        int    // index of the symbol
+	other      bool   // a bookTicker or depthUpdate frame, not an aggTrade
+	aggID      int64  // "a"
+	firstID    int64  // "f"
+	lastID     int64  // "l"
+	tradeTime  int64  // "T"
+	price      uint64 // 8-decimal fixed point
+	qty        uint64 // 8-decimal fixed point
+	buyerMaker bool
 }
 
 // NewGenerator returns a generator for cfg; zero fields take their defaults. It
@@ -145,6 +161,7 @@ func NewGenerator(cfg GenConfig) *Generator {
 			qtyDigits:   lvl.qtyDigits,
 			aggID:       1_000_000 + rng.Int64N(100_000_000),
 			tradeID:     10_000_000 + rng.Int64N(1_000_000_000),
+			index:       i,
 		}
 		g.names[i] = name
 	}
@@ -204,6 +221,8 @@ func (g *Generator) Append(dst []byte) []byte {
 	s := g.pick()
 	r := g.rng.Uint64()
 	if g.otherEvery > 0 && g.frame%g.otherEvery == 0 {
+		g.last.sym = s.index
+		g.last.other = true
 		return g.appendOther(dst, s, r)
 	}
 	// Random walk: half the trades keep the price, the rest move 1..3 ticks.
@@ -265,9 +284,27 @@ func (g *Generator) Append(dst []byte) []byte {
 	if g.combined {
 		dst = append(dst, '}')
 	}
+	g.last = genAgg{
+		sym:        s.index,
+		aggID:      s.aggID,
+		firstID:    s.tradeID,
+		lastID:     s.tradeID + raw - 1,
+		tradeTime:  tradeTime,
+		price:      uint64(s.price) * pow10[8-s.priceDigits],
+		qty:        qty * pow10[8-s.qtyDigits],
+		buyerMaker: buyerMaker,
+	}
 	s.aggID++
 	s.tradeID += raw
 	return dst
+}
+
+// digits returns the price and quantity decimals symbol i prints with.
+func (g *Generator) digits(i int) (price, qty int) {
+	if g.spot {
+		return 8, 8
+	}
+	return g.syms[i].priceDigits, g.syms[i].qtyDigits
 }
 
 // appendOther appends a bookTicker or depthUpdate frame for s at the current
