@@ -209,6 +209,37 @@ func (c *Conn) Read(buf []byte) ([]byte, error) {
 
 // grow returns a copy of msg with capacity at least n: doubling, capped at
 // MaxFrame (n <= MaxFrame is checked by the caller).
+// Buffered reports how many received bytes wait in the read buffer: a reader that
+// finds 0 has drained what the socket gave it, the moment to publish a batch.
+func (c *Conn) Buffered() int { return c.r.Buffered() }
+
+// Poll waits up to timeout for something to read and reports whether it came. A
+// timeout consumes nothing, so unlike a read deadline it leaves the connection
+// usable: the reading goroutine can do other work (gap fills, subscriptions)
+// between polls. Only the goroutine that calls Read may call Poll.
+func (c *Conn) Poll(timeout time.Duration) (bool, error) {
+	if c.err != nil {
+		return false, c.err
+	}
+	if c.r.Buffered() > 0 {
+		return true, nil
+	}
+	if err := c.nc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return false, c.failRead(err)
+	}
+	_, err := c.r.Peek(1)
+	if derr := c.nc.SetReadDeadline(time.Time{}); derr != nil && err == nil {
+		err = derr
+	}
+	if err == nil {
+		return true, nil
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return false, nil
+	}
+	return false, c.failRead(err)
+}
+
 func (c *Conn) grow(msg []byte, n int) []byte {
 	newCap := max(n, 2*cap(msg), 4096)
 	newCap = min(newCap, max(n, c.cfg.MaxFrame))

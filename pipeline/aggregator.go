@@ -3,6 +3,8 @@ package pipeline
 import (
 	"math"
 
+	"github.com/Workiva/go-datastructures/queue"
+
 	"github.com/klagg/klagg/parse"
 	"github.com/klagg/klagg/ring"
 	"github.com/klagg/klagg/shard"
@@ -20,10 +22,54 @@ type aggregator struct {
 	out    outbox
 	lastWM int64
 	wakes  uint64
+	// ctl carries rare commands from other goroutines (delistings, unfillable
+	// gaps). Workiva's lock-free MPMC ring buffer fits: many writers, one reader,
+	// and a Len check costs the hot loop one atomic load.
+	ctl *queue.RingBuffer
+}
+
+type controlOp uint8
+
+const (
+	opRetire controlOp = iota + 1
+	opMarkGap
+)
+
+// control is one command for an aggregator.
+type control struct {
+	op       controlOp
+	symbol   uint32
+	from, to int64
+}
+
+// command queues c for the aggregator and wakes it. It blocks only if 1024
+// commands wait, which would mean the aggregator is stuck.
+func (a *aggregator) command(c control) {
+	if err := a.ctl.Put(c); err != nil {
+		return // disposed: the pipeline has stopped
+	}
+	a.waiter.Wake()
+}
+
+// commands applies the queued commands.
+func (a *aggregator) commands() {
+	for a.ctl.Len() > 0 {
+		v, err := a.ctl.Get()
+		if err != nil {
+			return
+		}
+		c := v.(control)
+		switch c.op {
+		case opRetire:
+			a.agg.Retire(c.symbol)
+		case opMarkGap:
+			a.agg.MarkGap(c.symbol, c.from, c.to)
+		}
+	}
 }
 
 func newAggregator(p *Pipeline, id int) (*aggregator, error) {
-	a := &aggregator{p: p, id: id, waiter: ring.NewWaiter(p.cfg.Ring), lastWM: math.MinInt64}
+	a := &aggregator{p: p, id: id, waiter: ring.NewWaiter(p.cfg.Ring), lastWM: math.MinInt64, ctl: queue.NewRingBuffer(1024)}
 	a.out = outbox{
 		r:       ring.New[shard.Kline](p.cfg.Ring, p.sinkWaiter()),
 		stage:   make([]shard.Kline, 0, p.cfg.Batch),
@@ -43,6 +89,9 @@ func (a *aggregator) run() {
 		// it was published before it, so it is applied before any kline closes.
 		wm := a.p.current()
 		n, done := a.drain()
+		if a.ctl.Len() > 0 {
+			a.commands()
+		}
 		if wm != math.MaxInt64 && wm > a.lastWM {
 			a.agg.Advance(wm)
 			a.lastWM = wm
@@ -59,6 +108,8 @@ func (a *aggregator) run() {
 			a.waiter.Wait(a.ready, a.p.cfg.Idle)
 		}
 	}
+	a.commands()
+	a.ctl.Dispose()
 	a.agg.Flush(a.p.final(), a.p.cfg.FlushOpen)
 	a.out.flush()
 	a.out.r.Close()
@@ -95,7 +146,7 @@ func (a *aggregator) ready() bool {
 		}
 		done = done && r.Done()
 	}
-	if done {
+	if done || a.ctl.Len() > 0 {
 		return true
 	}
 	wm := a.p.current()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -27,6 +28,9 @@ type Feeder struct {
 	batch   int
 	maxTime int64
 	wm      *watermark
+	clocked bool  // the pipeline's clock moves the watermark; the feeder only holds it
+	hold    int64 // with clocked: the watermark this source allows
+	live    atomic.Uint64
 	log     *zap.Logger
 
 	stats FeederStats
@@ -49,6 +53,8 @@ func newFeeder(p *Pipeline, id int, wm *watermark) *Feeder {
 		batch:   p.cfg.Batch,
 		maxTime: math.MinInt64,
 		wm:      wm,
+		clocked: p.cfg.Clock != nil,
+		hold:    math.MaxInt64,
 		log:     p.log.With(zap.Int("source", id)),
 	}
 	wm.v.Store(math.MinInt64)
@@ -69,22 +75,29 @@ func (f *Feeder) Symbols() *parse.SymbolTable { return f.p.symbols }
 // that cannot be decoded is counted by reason, logged (sampled, truncated) and dropped;
 // nothing else is affected. frame may be reused as soon as Frame returns.
 func (f *Feeder) Frame(frame []byte) {
+	var t parse.Trade
+	if kind, _ := f.Decode(&t, frame); kind == parse.KindAggTrade {
+		f.Trade(&t)
+	}
+}
+
+// Decode decodes one frame into dst without routing it, for sources that look at a
+// trade before they hand it over (gap detection). A frame that cannot be decoded is
+// counted, logged (sampled) and reported as KindOther with ok false.
+func (f *Feeder) Decode(dst *parse.Trade, frame []byte) (kind parse.Kind, ok bool) {
 	f.stats.Frames++
 	f.stats.Bytes += uint64(len(frame))
-	var t parse.Trade
-	kind, err := f.dec.Decode(&t, frame)
+	kind, err := f.dec.Decode(dst, frame)
 	if err != nil {
 		if errors.Is(err, parse.ErrUnknownSymbol) && f.p.cfg.LearnSymbols && f.learn(frame) {
-			kind, err = f.dec.Decode(&t, frame)
+			kind, err = f.dec.Decode(dst, frame)
 		}
 		if err != nil {
 			f.reject(err, frame)
-			return
+			return parse.KindOther, false
 		}
 	}
-	if kind == parse.KindAggTrade {
-		f.Trade(&t)
-	}
+	return kind, true
 }
 
 // CSVRow decodes one data.binance.vision aggTrades row for symbol and routes it. A
@@ -126,10 +139,25 @@ func (f *Feeder) Flush() {
 			f.publish(s)
 		}
 	}
-	if f.maxTime > f.wm.v.Load() {
-		f.wm.v.Store(f.maxTime)
+	f.live.Store(f.stats.Trades)
+	wm := f.maxTime
+	if f.clocked {
+		wm = f.hold
+	}
+	if wm != f.wm.v.Load() {
+		f.wm.v.Store(wm)
 	}
 }
+
+// Hold keeps the pipeline's watermark at or below t until Hold is called again:
+// a source that waits for missing trades (a gap being filled) must not let klines
+// close over them. Hold(math.MaxInt64) releases it. Only meaningful with
+// Config.Clock, where the clock, not the sources' trade times, moves the watermark.
+func (f *Feeder) Hold(t int64) { f.hold = t }
+
+// Routed is the number of trades this feeder has routed so far; any goroutine may
+// read it (status lines, capacity tests).
+func (f *Feeder) Routed() uint64 { return f.live.Load() }
 
 func (f *Feeder) publish(s int) {
 	f.rings[s].Write(f.stage[s])

@@ -38,6 +38,11 @@ type Config struct {
 	CPUs       []int
 	// Idle is how long an idle aggregator parks before it looks at the watermark again.
 	Idle time.Duration
+	// Clock, when set, is the exchange's current time in Unix milliseconds (live
+	// feeds): the watermark follows it, so quiet symbols' klines close too, and
+	// sources only hold it back (Feeder.Hold) while they wait for missing trades.
+	// Without it (replay), the watermark is the sources' largest trade time.
+	Clock func() int64
 }
 
 // DefaultConfig returns the configuration used by `klagg replay` and the benchmarks.
@@ -165,6 +170,19 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Retire tells the shard owning symbol that it was delisted: its open klines still
+// close by the watermark, then its state is freed and no empty klines follow. Any
+// goroutine may call it.
+func (p *Pipeline) Retire(symbol uint32) {
+	p.aggs[shardOf(symbol, len(p.aggs))].command(control{op: opRetire, symbol: symbol})
+}
+
+// MarkGap flags the klines of symbol overlapping trade times [from, to] as missing
+// trades that could not be recovered. Any goroutine may call it.
+func (p *Pipeline) MarkGap(symbol uint32, from, to int64) {
+	p.aggs[shardOf(symbol, len(p.aggs))].command(control{op: opMarkGap, symbol: symbol, from: from, to: to})
+}
+
 // Stats returns the pipeline's counters; valid after Run has returned.
 func (p *Pipeline) Stats() *Stats { return &p.stats }
 
@@ -187,6 +205,9 @@ type watermark struct {
 // watermarks, or math.MaxInt64 when every source has finished.
 func (p *Pipeline) current() int64 {
 	wm := int64(math.MaxInt64)
+	if p.cfg.Clock != nil {
+		wm = p.cfg.Clock()
+	}
 	for _, w := range p.wms {
 		if v := w.v.Load(); v < wm {
 			wm = v

@@ -1,7 +1,9 @@
 // Command klagg turns Binance aggTrade streams into klines exactly as Binance computes
 // them. Subcommands:
 //
-//	klagg demo     replay a synthetic feed klagg generates itself (what `make run` does)
+//	klagg run      the daemon: follow a Binance market live (what `make run` does)
+//	klagg fakex    a fake Binance exchange on loopback, with faults
+//	klagg demo     replay a synthetic feed klagg generates itself
 //	klagg replay   replay recorded frames or data.binance.vision CSVs into kline CSVs
 //	klagg bench    end-to-end benchmark against a naive baseline, as one JSON object
 package main
@@ -27,6 +29,8 @@ type command struct {
 }
 
 var commands = []command{
+	{"run", "the daemon: follow every symbol of a Binance market live and write exact klines", runLive},
+	{"fakex", "a fake Binance exchange on loopback (replay or synthetic feed, fault injection)", runFakex},
 	{"demo", "replay a synthetic feed through the real pipeline and print a summary", runDemo},
 	{"replay", "replay recorded frames (NDJSON, .gz) or aggTrades CSVs (.csv, .zip) into kline CSVs", runReplay},
 	{"bench", "end-to-end benchmark beside a naive baseline, printed as JSON", runBench},
