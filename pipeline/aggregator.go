@@ -96,7 +96,7 @@ func (a *aggregator) run() {
 			a.agg.Advance(wm)
 			a.lastWM = wm
 		}
-		if n > 0 && a.p.cfg.Updates {
+		if a.p.cfg.Updates { // also retries updates the sink had no room for
 			a.agg.FlushUpdates()
 		}
 		a.out.flush()

@@ -27,6 +27,10 @@ type CSVDir struct {
 	intervals   []shard.Interval
 	files       map[fileKey]*csvFile
 	corrections map[fileKey]map[int64]shard.Kline
+
+	// Skipped counts klines not written because their symbol is not usable as a
+	// file name; read it after Close.
+	Skipped uint64
 }
 
 type fileKey struct {
@@ -66,7 +70,9 @@ func (s *CSVDir) Kline(k *shard.Kline) error {
 	if f == nil {
 		name := s.symbols.Load().Name(k.Symbol)
 		if name == "" || strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, ".") {
-			return fmt.Errorf("cannot write klines of symbol %q: not a usable file name", name)
+			// Not a file name: skip this symbol's klines, count them, keep the rest.
+			s.Skipped++
+			return nil
 		}
 		f = &csvFile{path: filepath.Join(s.dir, name+"-"+s.intervals[k.Interval].Name+".csv"), last: -1 << 62}
 		f.buf = append(f.buf, shard.CSVHeader...)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"sync/atomic"
+	"unicode"
 
 	"go.uber.org/zap"
 
@@ -175,6 +176,13 @@ func (f *Feeder) finish() {
 	}
 }
 
+// tooLarge counts an input record too large to read (its head only is at hand).
+func (f *Feeder) tooLarge(head []byte) {
+	f.stats.Frames++
+	f.dec.Counters().Errors[parse.ReasonOf(parse.ErrTooLarge)]++
+	f.reject(parse.ErrTooLarge, head)
+}
+
 func (f *Feeder) reject(err error, payload []byte) {
 	if ce := f.log.Check(zap.WarnLevel, "dropped bad input"); ce != nil {
 		if len(payload) > maxLogPayload {
@@ -182,6 +190,21 @@ func (f *Feeder) reject(err error, payload []byte) {
 		}
 		ce.Write(zap.String("reason", parse.ReasonOf(err).String()), zap.Error(err), zap.ByteString("payload", payload))
 	}
+}
+
+// validSymbol accepts what exchanges use as symbols: 1 to 32 bytes of letters
+// (Binance lists some in Chinese) and digits. Anything else in a frame is junk, and
+// must not become a symbol (a file name, a log field).
+func validSymbol(name string) bool {
+	if name == "" || len(name) > 32 {
+		return false
+	}
+	for _, r := range name {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // learn adds the symbol of a frame the table does not know yet. It runs once per new
@@ -201,7 +224,7 @@ func (f *Feeder) learn(frame []byte) bool {
 		name = env.Data.S
 	}
 	name = string(bytes.ToUpper([]byte(name)))
-	if name == "" || len(name) > 32 {
+	if !validSymbol(name) {
 		return false
 	}
 	f.p.symbols.Add(name)

@@ -160,3 +160,35 @@ func TestCSVDir(t *testing.T) {
 		t.Fatalf("row format: %s", fix.AppendCSV(nil))
 	}
 }
+
+// TestJunkSymbolsAreNotLearned: a replayed frame whose symbol is no symbol (a path,
+// punctuation) is dropped as unknown, and the other symbols' klines are written.
+func TestJunkSymbolsAreNotLearned(t *testing.T) {
+	frames, _ := feed(2, 500, 3)
+	junk := []byte(`{"e":"aggTrade","E":1700000000001,"a":1,"s":"../EVIL","p":"1.0","q":"1","f":1,"l":1,"T":1700000000000,"m":true}`)
+	cfg := testConfig(t, "1m")
+	cfg.LearnSymbols = true
+	table := parse.NewSymbolTable()
+	dir := t.TempDir()
+	sink, err := NewCSVDir(dir, table, cfg.Shard.Intervals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(cfg, table, []Source{&Frames{Frames: append([][]byte{junk}, frames...)}}, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	st := p.Stats()
+	if st.Parse.Errors[parse.ReasonOf(parse.ErrUnknownSymbol)] != 1 || st.Shard.Trades != 500 {
+		t.Fatalf("unknown symbols %d trades %d", st.Parse.Errors[parse.ReasonOf(parse.ErrUnknownSymbol)], st.Shard.Trades)
+	}
+	if n := len(sink.Files()); n != 2 {
+		t.Fatalf("%d files written, want one per real symbol", n)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "..", "EVIL-1m.csv")); err == nil {
+		t.Fatal("a file was written outside the output directory")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"math/big"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -247,5 +248,45 @@ func TestReplayRecordings(t *testing.T) {
 				t.Fatal("no kline written")
 			}
 		})
+	}
+}
+
+// TestReplaySeveralSymbols replays one CSV per symbol for the same day, as
+// data.binance.vision serves them: each symbol's klines equal those of its file
+// replayed alone, though every file covers the same hours.
+func TestReplaySeveralSymbols(t *testing.T) {
+	data, err := os.ReadFile(dataFile(t, "XRPETH-aggTrades-2019-10-11.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var paths []string
+	for _, sym := range []string{"AAAETH", "BBBETH", "CCCETH"} {
+		path := filepath.Join(dir, sym+"-aggTrades-2019-10-11.csv")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, path)
+	}
+	alone, _ := run(t, testConfig(t, "1m,5m,1h"), parse.NewSymbolTable(), &Replay{Paths: paths[:1]})
+	sources, err := ReplaySources(paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sources) != 3 {
+		t.Fatalf("%d sources for 3 symbols", len(sources))
+	}
+	got, st := run(t, testConfig(t, "1m,5m,1h"), parse.NewSymbolTable(), sources...)
+	if st.Shard.TooLate != 0 || st.Shard.Late != 0 || st.Shard.Trades != 3*12477 {
+		t.Fatalf("late %d too late %d trades %d", st.Shard.Late, st.Shard.TooLate, st.Shard.Trades)
+	}
+	for key, k := range alone.klines {
+		for _, sym := range []string{"BBBETH", "CCCETH"} {
+			other := got.klines[klineKey{sym, key.interval, key.openTime}]
+			k.Symbol, other.Symbol = 0, 0
+			if k != other {
+				t.Fatalf("%s %s %d differs from the file replayed alone", sym, key.interval, key.openTime)
+			}
+		}
 	}
 }

@@ -202,7 +202,7 @@ func (a *Aggregator) Apply(t *parse.Trade) {
 		k.TakerBuyVolume.Hi, c3 = bits.Add64(k.TakerBuyVolume.Hi, 0, c3)
 		k.TakerBuyQuoteVolume.Lo, c4 = bits.Add64(k.TakerBuyQuoteVolume.Lo, tbQuote.Lo, 0)
 		k.TakerBuyQuoteVolume.Hi, c4 = bits.Add64(k.TakerBuyQuoteVolume.Hi, tbQuote.Hi, c4)
-		if c1|c2|c3|c4 != 0 {
+		if c1|c2|c3|c4 != 0 || k.Count < 0 {
 			a.overflow(k, c1 != 0, c2 != 0, c3 != 0, c4 != 0)
 		}
 		if invariants {
@@ -241,7 +241,7 @@ func (a *Aggregator) add(k *Kline, t *parse.Trade, quote Uint128) {
 		k.TakerBuyVolume, o3 = k.TakerBuyVolume.Add64(uint64(t.Qty))
 		k.TakerBuyQuoteVolume, o4 = k.TakerBuyQuoteVolume.Add(quote)
 	}
-	if o1 || o2 || o3 || o4 {
+	if o1 || o2 || o3 || o4 || k.Count < 0 {
 		a.overflow(k, o1, o2, o3, o4)
 	}
 	if invariants {
@@ -263,6 +263,9 @@ func (a *Aggregator) overflow(k *Kline, o1, o2, o3, o4 bool) {
 	}
 	if o4 {
 		k.TakerBuyQuoteVolume = MaxUint128
+	}
+	if k.Count < 0 { // each trade adds less than 2^40 (parse's bound), so a wrap turns negative
+		k.Count = math.MaxInt64
 	}
 	// A saturated sum overflows again on any later non-zero add, and is
 	// saturated again: it never wraps back to a small value.

@@ -610,3 +610,25 @@ func TestAppendCSV(t *testing.T) {
 		t.Fatal(n)
 	}
 }
+
+// TestCountOverflow: trade counts that wrap int64 saturate and flag the kline.
+func TestCountOverflow(t *testing.T) {
+	ivs, _ := ParseIntervals("1m")
+	rec := newRecorder(t, ivs)
+	a, err := New(Config{Intervals: ivs, Grace: 0, History: 2}, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// parse bounds one aggTrade to 2^40 raw trades; the shard must not rely on it:
+	// three of 2^62 wrap an int64.
+	const per = 1 << 62
+	for i := range int64(3) {
+		tr := parse.Trade{AggID: i + 1, FirstID: i * per, LastID: i*per + per - 1, TradeTime: ms("2024-01-01 00:00:01.000"), Price: 1, Qty: 1}
+		a.Apply(&tr)
+	}
+	a.Flush(ms("2024-01-01 00:00:59.999"), false)
+	k := rec.final[klineKey{0, 0, ms("2024-01-01 00:00:00.000")}]
+	if k.Flags&FlagOverflow == 0 || k.Count != math.MaxInt64 || a.Counters().Overflows != 1 {
+		t.Fatalf("want a saturated, flagged count: count %d flags %v overflows %d", k.Count, k.Flags, a.Counters().Overflows)
+	}
+}

@@ -80,8 +80,11 @@ func runReplay(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.LearnSymbols = true
-	paths := strings.Split(*input, ",")
-	return runPipeline(ctx, &e, cfg, []pipeline.Source{&pipeline.Replay{Paths: paths}}, parse.NewSymbolTable(), *outDir)
+	sources, err := pipeline.ReplaySources(strings.Split(*input, ","))
+	if err != nil {
+		return err
+	}
+	return runPipeline(ctx, &e, cfg, sources, parse.NewSymbolTable(), *outDir)
 }
 
 func runDemo(ctx context.Context, args []string) error {
