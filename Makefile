@@ -5,14 +5,18 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 10s
 PKGS        := ./...
 
-.PHONY: build run test check bench fuzz profile clean
+.PHONY: build run demo test check bench fuzz profile capacity clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/klagg
 
-# The main job on embedded defaults: until the live feed lands, an end-to-end replay of
-# a synthetic feed klagg generates itself, written to out/demo.
+# The main job on embedded defaults: the daemon follows every USD-M futures symbol on
+# Binance and writes closed klines to out/live (Ctrl-C stops it cleanly).
 run: build
+	./$(BIN) run
+
+# Offline: a synthetic feed klagg generates itself, through the real pipeline, to out/demo.
+demo: build
 	./$(BIN) demo
 
 # The whole suite: race detector, shuffled order, invariant checks compiled in.

@@ -66,6 +66,12 @@ type Config struct {
 	// have at least one stream (from the URL or a SUBSCRIBE), so a test or a
 	// capacity run sees the feed from its first frame. 0 starts at once.
 	WaitConns int
+	// Sample, when set, is called by the synthetic producer for every
+	// SampleEvery-th aggTrade it sends, just before the frame is queued on the
+	// connections: the send side of a latency measurement (capacity tests). It
+	// runs on the producer goroutine and must be quick.
+	Sample      func(symbol string, aggID int64)
+	SampleEvery int
 }
 
 // DefaultConfig is a futures exchange on a free loopback port, 10 synthetic

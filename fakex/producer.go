@@ -11,8 +11,15 @@ import (
 // batch is a run of frames the producer fans out at once. Every frame is
 // stored in its combined form; data..dataEnd is the bare event inside.
 type batch struct {
-	buf    []byte
-	frames []bframe
+	buf     []byte
+	frames  []bframe
+	samples []sampled
+}
+
+// sampled is an aggTrade picked for Config.Sample.
+type sampled struct {
+	symbol string
+	aggID  int64
 }
 
 type bframe struct {
@@ -24,6 +31,7 @@ type bframe struct {
 func (b *batch) reset() {
 	b.buf = b.buf[:0]
 	b.frames = b.frames[:0]
+	b.samples = b.samples[:0]
 }
 
 // batchMax is the most frames fanned out at once: large enough to carry many
@@ -43,6 +51,8 @@ func (s *Server) synthesize() {
 	for {
 		select {
 		case <-s.closed:
+			return
+		case <-s.stop:
 			return
 		default:
 		}
@@ -70,6 +80,9 @@ func (s *Server) synthesize() {
 		}
 		s.mu.Unlock()
 		produced += due
+		for _, x := range b.samples {
+			s.cfg.Sample(x.symbol, x.aggID)
+		}
 		s.fanout(b)
 	}
 }
@@ -96,6 +109,9 @@ func (s *Server) genOne(b *batch) {
 		return
 	}
 	end := len(b.buf)
+	if s.cfg.Sample != nil && s.cfg.SampleEvery > 0 && s.total%int64(s.cfg.SampleEvery) == 0 {
+		b.samples = append(b.samples, sampled{sym.name, lt.aggID})
+	}
 	b.frames = append(b.frames, bframe{start: start, data: start + s.genPre[lt.sym], dataEnd: end - 1, end: end,
 		stream: sym.stream, agg: true})
 }

@@ -47,6 +47,8 @@ type Server struct {
 
 	clock   atomic.Int64 // data time, Unix ms
 	closed  chan struct{}
+	stop    chan struct{} // Stop: the synthetic producer ends
+	fed     chan struct{} // closed when the producer has returned
 	done    chan struct{}
 	wg      sync.WaitGroup
 	stats   counters
@@ -96,6 +98,8 @@ func New(cfg Config) (*Server, error) {
 		streams:  streams{ids: map[string]uint32{}},
 		syms:     map[string]*symbol{},
 		closed:   make(chan struct{}),
+		stop:     make(chan struct{}),
+		fed:      make(chan struct{}),
 		done:     make(chan struct{}),
 		subConn:  make(chan struct{}, 1),
 	}
@@ -191,6 +195,7 @@ func (s *Server) Start() error {
 	}()
 	go func() {
 		defer s.wg.Done()
+		defer close(s.fed)
 		if len(s.cfg.Replay) > 0 {
 			s.replay()
 		} else {
@@ -208,6 +213,15 @@ func (s *Server) WSURL() string { return "ws://" + s.Addr() }
 
 // RESTURL is "http://127.0.0.1:PORT"; append "/fapi/v1/..." or "/api/v3/...".
 func (s *Server) RESTURL() string { return "http://" + s.Addr() }
+
+// Stop ends the synthetic feed and returns once every frame it produced is
+// written to the connections; connections and REST stay up (capacity tests count
+// what the client received against Produced). Safe to call once, after Start.
+func (s *Server) Stop() {
+	close(s.stop)
+	<-s.fed
+	s.waitFlushed()
+}
 
 // Done is closed when a replay has sent everything and the connections'
 // queues are written out; a synthetic feed never ends.

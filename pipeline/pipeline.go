@@ -183,6 +183,16 @@ func (p *Pipeline) MarkGap(symbol uint32, from, to int64) {
 	p.aggs[shardOf(symbol, len(p.aggs))].command(control{op: opMarkGap, symbol: symbol, from: from, to: to})
 }
 
+// Routed is the number of trades the sources have handed to the shards so far; any
+// goroutine may call it.
+func (p *Pipeline) Routed() uint64 {
+	var n uint64
+	for _, f := range p.feeders {
+		n += f.Routed()
+	}
+	return n
+}
+
 // Stats returns the pipeline's counters; valid after Run has returned.
 func (p *Pipeline) Stats() *Stats { return &p.stats }
 

@@ -6,6 +6,7 @@
 //	klagg demo     replay a synthetic feed klagg generates itself
 //	klagg replay   replay recorded frames or data.binance.vision CSVs into kline CSVs
 //	klagg bench    end-to-end benchmark against a naive baseline, as one JSON object
+//	klagg capacity the daemon against fakex over loopback at rising rates
 package main
 
 import (
@@ -34,6 +35,7 @@ var commands = []command{
 	{"demo", "replay a synthetic feed through the real pipeline and print a summary", runDemo},
 	{"replay", "replay recorded frames (NDJSON, .gz) or aggTrades CSVs (.csv, .zip) into kline CSVs", runReplay},
 	{"bench", "end-to-end benchmark beside a naive baseline, printed as JSON", runBench},
+	{"capacity", "fakex and the daemon over loopback WebSockets at rising rates: the sustained maximum", runCapacity},
 }
 
 func main() {
