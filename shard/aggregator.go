@@ -13,6 +13,10 @@ type Config struct {
 	Intervals []Interval // default BinanceIntervals(false)
 	Grace     int64      // ms after close_time before a kline closes by watermark; default 2000
 	History   int        // closed klines kept per (symbol, interval) for late corrections; default 2
+	// Lateness, in ms, raises an interval's history to cover at least this much time
+	// (ceil(Lateness/length)+1 klines, at most 1024): with 1 s klines a History of 2
+	// keeps only 2 s of corrections, with 1M two months. 0 leaves History as it is.
+	Lateness int64
 }
 
 // DefaultConfig returns the futures intervals, a 2 s grace and 2 klines of history.
@@ -85,6 +89,7 @@ type symbolState struct {
 type intervalState struct {
 	iv       Interval
 	window   int   // window slots per symbol
+	history  int   // closed klines kept per symbol
 	closed   int64 // every period < closed is closed for every symbol
 	nextOpen int64 // open time of period closed+1: the watermark limit that closes period `closed`
 }
@@ -125,6 +130,9 @@ func New(cfg Config, out Emitter) (*Aggregator, error) {
 	if cfg.History < 0 || cfg.History > 1<<16 {
 		return nil, fmt.Errorf("cannot create aggregator: history %d out of range: %w", cfg.History, ErrConfig)
 	}
+	if cfg.Lateness < 0 || cfg.Lateness > 100*365*msDay {
+		return nil, fmt.Errorf("cannot create aggregator: lateness %d ms out of range: %w", cfg.Lateness, ErrConfig)
+	}
 	a := &Aggregator{cfg: cfg, out: out}
 	a.cfg.Intervals = append([]Interval(nil), cfg.Intervals...)
 	for i, iv := range a.cfg.Intervals {
@@ -143,8 +151,12 @@ func New(cfg Config, out Emitter) (*Aggregator, error) {
 		// Periods open at once: those closing within Grace of the watermark,
 		// the current one, and one spare for trades running ahead of it.
 		w := int((cfg.Grace+length-1)/length) + 2
-		a.ivs = append(a.ivs, intervalState{iv: iv, window: w, closed: math.MinInt64, nextOpen: math.MinInt64})
-		a.slab += w + cfg.History
+		h := cfg.History
+		if cfg.Lateness > 0 {
+			h = max(h, min(int((cfg.Lateness+length-1)/length)+1, 1024))
+		}
+		a.ivs = append(a.ivs, intervalState{iv: iv, window: w, history: h, closed: math.MinInt64, nextOpen: math.MinInt64})
+		a.slab += w + h
 	}
 	return a, nil
 }
@@ -302,14 +314,14 @@ func (a *Aggregator) applyFirst(t *parse.Trade) {
 	slab := make([]entry, a.slab)
 	st := &symbolState{lastAggID: t.AggID, sym: sym, series: make([]series, len(a.ivs))}
 	for i := range st.series {
-		w := a.ivs[i].window
+		w, h := a.ivs[i].window, a.ivs[i].history
 		st.series[i] = series{
 			window:  slab[:w:w],
-			history: slab[w : w+a.cfg.History : w+a.cfg.History],
+			history: slab[w : w+h : w+h],
 			curOpen: math.MaxInt64, curNext: math.MinInt64,
 			newest: math.MinInt64,
 		}
-		slab = slab[w+a.cfg.History:]
+		slab = slab[w+h:]
 	}
 	a.symbols[sym] = st
 	a.live++

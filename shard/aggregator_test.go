@@ -632,3 +632,41 @@ func TestCountOverflow(t *testing.T) {
 		t.Fatalf("want a saturated, flagged count: count %d flags %v overflows %d", k.Count, k.Flags, a.Counters().Overflows)
 	}
 }
+
+// TestLateness: a trade 5 s late is dropped for 1s klines with two klines of
+// history, and applied as a correction once Lateness covers 10 s. (The 1m kline is
+// still open either way, so the trade is on time there.)
+func TestLateness(t *testing.T) {
+	ivs, _ := ParseIntervals("1s,1m")
+	for _, tc := range []struct {
+		lateness      int64
+		late, tooLate uint64
+	}{
+		{0, 0, 1},
+		{10_000, 1, 0},
+	} {
+		rec := newRecorder(t, ivs)
+		a, err := New(Config{Intervals: ivs, Grace: 0, History: 2, Lateness: tc.lateness}, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := ms("2024-01-01 00:00:10.000")
+		for i, at := range []int64{base, base + 9000} {
+			tr := parse.Trade{AggID: int64(i + 1), FirstID: int64(i), LastID: int64(i), TradeTime: at, Price: 100, Qty: 1}
+			a.Apply(&tr)
+			a.Advance(at)
+		}
+		late := parse.Trade{AggID: 3, FirstID: 2, LastID: 2, TradeTime: base + 4000, Price: 90, Qty: 1}
+		a.Apply(&late)
+		if c := a.Counters(); c.TooLate != tc.tooLate || c.Late != tc.late {
+			t.Fatalf("lateness %d: late %d too late %d", tc.lateness, c.Late, c.TooLate)
+		}
+		k := rec.final[klineKey{0, 0, base + 4000}]
+		if tc.late > 0 && (k.Count != 1 || k.Close != 90 || k.Flags&FlagCorrected == 0) {
+			t.Fatalf("lateness %d: 1s kline %+v", tc.lateness, k)
+		}
+		if m := rec.final[klineKey{0, 1, ms("2024-01-01 00:00:00.000")}]; m.Closed {
+			t.Fatalf("1m kline closed early")
+		}
+	}
+}

@@ -83,6 +83,9 @@ func runLive(ctx context.Context, args []string) error {
 	}
 	cfg.Clock = live.Clock
 	cfg.Updates = false // the CSV sink writes closed klines only
+	// Gap fills that wait for REST weight arrive late: keep a minute of closed
+	// klines of every interval to correct (1s klines need 61 of them).
+	cfg.Shard.Lateness = time.Minute.Milliseconds()
 	sink, err := pipeline.NewCSVDir(*outDir, table, cfg.Shard.Intervals)
 	if err != nil {
 		return err
