@@ -38,8 +38,10 @@ bench: build
 
 # Short, bounded fuzzing of every decoder (go test -fuzz takes one target at a time).
 fuzz:
-	@for t in $$($(GO) test -list '^Fuzz' ./parse | grep '^Fuzz'); do \
-		echo "fuzz parse $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./parse || exit 1; \
+	@for pkg in $$($(GO) list ./...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
 	done
 
 # CPU and allocation profiles of the end-to-end benchmark.

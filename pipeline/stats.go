@@ -18,7 +18,16 @@ type Stats struct {
 	Shard        shard.Counters
 	KlinesClosed uint64 // closed (and corrected) klines delivered to the sink
 	KlineUpdates uint64 // running kline updates delivered to the sink
-	AggWakes     uint64 // times an idle aggregator parked
+	AggWakes     uint64 // times an idle aggregator waited for work
+	Rings        RingStats
+}
+
+// RingStats sums the rings' counters: how often a side had to wait.
+type RingStats struct {
+	Published     uint64 // items handed over through input rings
+	FullWaits     uint64 // times a source found a shard's ring full (backpressure)
+	ProducerParks uint64 // of those, times it parked
+	ConsumerParks uint64 // times an aggregator or the sink parked for lack of work
 }
 
 func (p *Pipeline) collect(elapsed time.Duration) {
@@ -35,6 +44,16 @@ func (p *Pipeline) collect(elapsed time.Duration) {
 	for _, a := range p.aggs {
 		st.Shard.Add(a.agg.Counters())
 		st.AggWakes += a.wakes
+		st.Rings.ConsumerParks += a.waiter.Stats().Parks
+		for _, r := range a.inputs {
+			rs := r.Stats()
+			st.Rings.Published += rs.Published
+			st.Rings.FullWaits += rs.FullWaits
+			st.Rings.ProducerParks += rs.ProducerParks
+		}
+	}
+	if p.sinkW != nil {
+		st.Rings.ConsumerParks += p.sinkW.Stats().Parks
 	}
 }
 
@@ -75,6 +94,7 @@ func (st *Stats) WriteSummary(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nduplicates  %d\nlate        %d corrected, %d too late (dropped)\n", st.Shard.Duplicates, st.Shard.Late, st.Shard.TooLate)
 	fmt.Fprintf(w, "klines      %d closed (%d empty), %d updates\n", st.KlinesClosed, st.Shard.EmptyKlines, st.KlineUpdates)
+	fmt.Fprintf(w, "rings       %d trades handed over, %d full-ring waits, %d consumer parks\n", st.Rings.Published, st.Rings.FullWaits, st.Rings.ConsumerParks)
 	if st.Shard.Overflows > 0 {
 		fmt.Fprintf(w, "OVERFLOW    %d klines have sums beyond 128 bits (flagged)\n", st.Shard.Overflows)
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ type engineFlags struct {
 	cpuprof   string
 	memprof   string
 	debug     bool
+	cpus      string
 }
 
 func (e *engineFlags) register(fs *flag.FlagSet) {
@@ -35,6 +37,7 @@ func (e *engineFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&e.cpuprof, "cpuprofile", "", "write a CPU profile to this file")
 	fs.StringVar(&e.memprof, "memprofile", "", "write an allocation profile to this file")
 	fs.BoolVar(&e.debug, "debug", false, "debug logging")
+	fs.StringVar(&e.cpus, "cpus", "", "comma-separated CPUs to bind source goroutines to, round robin (Linux)")
 }
 
 func (e *engineFlags) config() (pipeline.Config, error) {
@@ -55,6 +58,13 @@ func (e *engineFlags) config() (pipeline.Config, error) {
 	cfg.Shards = e.shards
 	cfg.Shard.Grace = e.grace.Milliseconds()
 	cfg.FlushOpen = e.flushOpen
+	for _, c := range splitList(e.cpus) {
+		n, err := strconv.Atoi(c)
+		if err != nil || n < 0 {
+			return cfg, fmt.Errorf("bad CPU %q in --cpus", c)
+		}
+		cfg.CPUs = append(cfg.CPUs, n)
+	}
 	return cfg, nil
 }
 
