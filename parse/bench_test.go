@@ -2,6 +2,8 @@ package parse
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -11,29 +13,39 @@ import (
 
 var sinkTrade Trade
 
+// benchEngines are the engines a benchmark compares. engine=fast and
+// engine=auto are Decoders: on a frame off the canonical layout they include
+// the failed fast-path attempt and the fallback.
+func benchEngines(syms *SymbolTable) []namedEngine {
+	s := syms.Load()
+	engines := []namedEngine{
+		{"auto", NewDecoder(Config{Engine: EngineAuto}, syms).Decode},
+		{"fast", NewDecoder(Config{Engine: EngineFast}, syms).Decode},
+		{"general", func(dst *Trade, f []byte) (Kind, error) { return decodeGeneral(dst, f, s) }},
+	}
+	if SIMDSupported() {
+		engines = append(engines, namedEngine{"simd", NewDecoder(Config{Engine: EngineSIMD}, syms).Decode})
+	}
+	return append(engines, namedEngine{"std", NewDecoder(Config{Engine: EngineStd}, syms).Decode})
+}
+
 func BenchmarkDecode(b *testing.B) {
 	syms := NewSymbolTable(testSymbols...)
 	frames := []struct{ name, frame string }{
 		{"frame=spot", spotFrame},
+		{"frame=spotReordered", spotReordered},
 		{"frame=futures", futuresFrame},
 		{"frame=depth", depthFrame},
 		{"frame=spotBookTicker", spotBook},
 	}
 	for _, fr := range frames {
 		frame := []byte(fr.frame)
-		for _, e := range []struct {
-			name   string
-			engine Engine
-		}{{"engine=fast", EngineFast}, {"engine=simd", EngineSIMD}, {"engine=std", EngineStd}} {
-			if e.engine == EngineSIMD && !SIMDSupported() {
-				continue
-			}
-			b.Run(fr.name+"/"+e.name, func(b *testing.B) {
-				d := NewDecoder(Config{Engine: e.engine}, syms)
+		for _, e := range benchEngines(syms) {
+			b.Run(fr.name+"/engine="+e.name, func(b *testing.B) {
 				b.SetBytes(int64(len(frame)))
 				b.ReportAllocs()
 				for b.Loop() {
-					if _, err := d.Decode(&sinkTrade, frame); err != nil {
+					if _, err := e.decode(&sinkTrade, frame); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -41,15 +53,6 @@ func BenchmarkDecode(b *testing.B) {
 			})
 		}
 	}
-	b.Run("frame=spot/engine=general", func(b *testing.B) {
-		frame := []byte(spotFrame)
-		s := syms.Load()
-		b.SetBytes(int64(len(frame)))
-		b.ReportAllocs()
-		for b.Loop() {
-			decodeGeneral(&sinkTrade, frame, s)
-		}
-	})
 	b.Run("frame=spot/engine=encodingJSONStruct", func(b *testing.B) {
 		// naive twin: what a typical client does (struct, float-free strings)
 		type aggTrade struct {
@@ -77,6 +80,60 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// offCanonical returns frames off the canonical layout padded to about n
+// bytes: shape=depth is a depthUpdate with reordered keys and whitespace,
+// shape=markPriceArr a compact all-market array stream (!markPrice@arr), whose
+// "data" array the fast path never takes.
+func offCanonical(shape string, n int) []byte {
+	var sb strings.Builder
+	head, item, sep, tail := `{ "stream": "nknusdt@depth@100ms", "data": { "E": 1633998512568, "e": "depthUpdate", "s": "NKNUSDT", "U": 499869753, "u": 499869754, "a": [], "b": [`,
+		`["0.35170000", "4265.00000000"]`, ", ", "] } }"
+	if shape == "markPriceArr" {
+		head, item, sep, tail = `{"stream":"!markPrice@arr","data":[`,
+			`{"e":"markPriceUpdate","E":1562305380000,"s":"BTCUSDT","p":"11794.15000000","i":"11784.62659091","P":"11784.25641265","r":"0.00038167","T":1562306400000}`, ",", "]}"
+	}
+	sb.WriteString(head)
+	for i := 0; i == 0 || sb.Len()+len(sep)+len(item)+len(tail) <= n; i++ {
+		if i > 0 {
+			sb.WriteString(sep)
+		}
+		sb.WriteString(item)
+	}
+	sb.WriteString(tail)
+	return []byte(sb.String())
+}
+
+// BenchmarkAutoCrossover measures the general engine against simdjson-go on
+// frames off the canonical layout of growing size; it is what autoGeneralMax
+// was chosen from.
+//
+//	go test -run '^$' -bench 'AutoCrossover' -benchmem ./parse/
+func BenchmarkAutoCrossover(b *testing.B) {
+	if !SIMDSupported() {
+		b.Skip("simdjson-go unsupported on this CPU: nothing to compare")
+	}
+	syms := NewSymbolTable(testSymbols...)
+	for _, shape := range []string{"depth", "markPriceArr"} {
+		for _, size := range []int{256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 1 << 20} {
+			frame := offCanonical(shape, size)
+			for _, e := range []namedEngine{
+				{"general", func(dst *Trade, f []byte) (Kind, error) { return decodeGeneral(dst, f, syms.Load()) }},
+				{"simd", NewDecoder(DefaultConfig(), syms).DecodeSIMD}, // DecodeSIMD ignores MaxFrame
+			} {
+				b.Run(fmt.Sprintf("shape=%s/size=%d/engine=%s", shape, size, e.name), func(b *testing.B) {
+					b.SetBytes(int64(len(frame)))
+					b.ReportAllocs()
+					for b.Loop() {
+						if _, err := e.decode(&sinkTrade, frame); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		}
+	}
 }
 
 func BenchmarkDecodeCSV(b *testing.B) {

@@ -23,6 +23,8 @@ func TestDecodeCSV(t *testing.T) {
 		{"5,1e5,1,10,12,1735689600123,true", Trade{}, ErrBadNumber},
 		{"5,1.5,1,13,12,1735689600123,true", Trade{}, ErrBadTradeRange},
 		{"-5,1.5,1,10,12,1735689600123,true", Trade{}, ErrNegative},
+		{"5,1.5,1,0,9223372036854775807,1735689600123,true", Trade{}, ErrBadTradeRange},
+		{"5,1.5,1,3,1099511627779,1735689600123,true", Trade{}, ErrBadTradeRange},
 		{"5,1.5,1,10,12,0,true", Trade{}, ErrBadTimestamp},
 		{"", Trade{}, ErrMalformed},
 	} {
@@ -74,6 +76,10 @@ func TestDecodeRESTAggTrades(t *testing.T) {
 	_, err = DecodeRESTAggTrades(nil, []byte(`[{"a":1,"p":"1","q":"0","f":1,"l":1,"T":1,"m":true}]`), 0)
 	if !errors.Is(err, ErrZeroQuantity) {
 		t.Fatalf("got %v, want ErrZeroQuantity", err)
+	}
+	_, err = DecodeRESTAggTrades(nil, []byte(`[{"a":1,"p":"1","q":"1","f":0,"l":9223372036854775807,"T":1,"m":true}]`), 0)
+	if !errors.Is(err, ErrBadTradeRange) {
+		t.Fatalf("got %v, want ErrBadTradeRange", err)
 	}
 	if _, err = DecodeRESTAggTrades(nil, []byte(`{`), 0); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("got %v, want ErrMalformed", err)

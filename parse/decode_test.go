@@ -149,6 +149,11 @@ func TestErrorReasons(t *testing.T) {
 		{"out-of-range-decimal", repl(`"0.33993000"`, `"184467440738"`), KindAggTrade, ErrOutOfRange},
 		{"out-of-range-int", repl(`"a":31718372`, `"a":9223372036854775808`), KindAggTrade, ErrOutOfRange},
 		{"bad-trade-range", repl(`"f":38248910`, `"f":38248913`), KindAggTrade, ErrBadTradeRange},
+		{"trade-range-wraps", bareSpotRange("0", "9223372036854775807"), KindAggTrade, ErrBadTradeRange},
+		{"trade-range-wraps-off-canonical", reorderedRange("0", "9223372036854775807"), KindAggTrade, ErrBadTradeRange},
+		{"trade-range-at-bound", bareSpotRange("5", "1099511627781"), KindAggTrade, ErrBadTradeRange},
+		{"trade-range-at-bound-off-canonical", reorderedRange("0", "1099511627776"), KindAggTrade, ErrBadTradeRange},
+		{"trade-range-before-timestamp", strings.Replace(bareSpotRange("1", "9223372036854775807"), `"T":1628952396572`, `"T":0`, 1), KindAggTrade, ErrBadTradeRange},
 		{"bad-timestamp-zero", repl(`"T":1628952396572`, `"T":0`), KindAggTrade, ErrBadTimestamp},
 		{"bad-timestamp-micros", repl(`"E":1628952396573`, `"E":1628952396573000`), KindAggTrade, ErrBadTimestamp},
 		{"unknown-symbol", repl(`"FTMUSDT"`, `"NOPEUSDT"`), KindAggTrade, ErrUnknownSymbol},
@@ -183,6 +188,24 @@ func TestErrorReasons(t *testing.T) {
 			t.Fatal("ErrTooLarge not counted")
 		}
 	})
+}
+
+// TestTradeRangeBound checks the largest accepted range on every engine:
+// l-f = 2^40-1, so Count is 2^40.
+func TestTradeRangeBound(t *testing.T) {
+	syms := NewSymbols(testSymbols)
+	for _, frame := range []string{bareSpotRange("0", "1099511627775"), reorderedRange("7", "1099511627782")} {
+		for _, e := range fullEngines(syms) {
+			got := run(e.decode, []byte(frame))
+			if got.kind != KindAggTrade || got.err != nil || got.trade.Count() != maxTradeSpan {
+				t.Errorf("%s: %v, want count 2^40 on %s", e.name, got, frame)
+			}
+		}
+	}
+	var tr Trade
+	if err := DecodeCSV(&tr, []byte("5,1.5,1,0,1099511627775,1735689600123,true"), 1); err != nil || tr.Count() != maxTradeSpan {
+		t.Errorf("DecodeCSV: %v, count %d", err, tr.Count())
+	}
 }
 
 func TestKinds(t *testing.T) {
@@ -352,6 +375,20 @@ func TestAllocs(t *testing.T) {
 		if n != 0 {
 			t.Errorf("Decode allocates %v per frame on %s", n, f)
 		}
+	}
+	// Off the canonical layout EngineAuto falls back to the general engine,
+	// which allocates nothing either.
+	reordered := []byte(spotReordered)
+	before := d.Counters().Fallbacks
+	if n := testing.AllocsPerRun(200, func() {
+		if k, err := d.Decode(&tr, reordered); k != KindAggTrade || err != nil {
+			t.Fatal(k, err)
+		}
+	}); n != 0 {
+		t.Errorf("EngineAuto Decode allocates %v per off-canonical frame", n)
+	}
+	if d.Counters().Fallbacks == before {
+		t.Error("the off-canonical frame did not take the fallback")
 	}
 	row := []byte("13519807,0.00141342,23.00000000,15373518,15373518,1570752011620,True,True\r")
 	if n := testing.AllocsPerRun(200, func() {

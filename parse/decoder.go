@@ -6,7 +6,7 @@ package parse
 type Decoder struct {
 	maxFrame int
 	engine   Engine
-	useSIMD  bool
+	useSIMD  bool // EngineAuto: frames above autoGeneralMax go to simdjson-go
 	syms     *SymbolTable
 	counters Counters
 	simd     simdState
@@ -25,7 +25,7 @@ func NewDecoder(cfg Config, syms *SymbolTable) *Decoder {
 	return &Decoder{
 		maxFrame: cfg.MaxFrame,
 		engine:   cfg.Engine,
-		useSIMD:  simdSupported && (cfg.Engine == EngineAuto || cfg.Engine == EngineSIMD),
+		useSIMD:  simdSupported && cfg.Engine == EngineAuto,
 		syms:     syms,
 	}
 }
@@ -35,7 +35,8 @@ func NewDecoder(cfg Config, syms *SymbolTable) *Decoder {
 // returns (kind, nil). dst holds no reference to frame, which the caller may
 // reuse at once. Every frame bumps Counters().Frames[kind], every failure
 // Counters().Errors[reason]; errors are the package sentinels, unwrapped.
-// Steady state allocates nothing on the fast path.
+// Steady state allocates nothing with EngineAuto and EngineFast, on and off
+// the canonical layout, except to unescape strings holding escapes.
 func (d *Decoder) Decode(dst *Trade, frame []byte) (Kind, error) {
 	if len(frame) > d.maxFrame {
 		d.counters.Frames[KindOther]++
@@ -54,7 +55,7 @@ func (d *Decoder) Decode(dst *Trade, frame []byte) (Kind, error) {
 		kind, err = DecodeFast(dst, frame, syms)
 		if err == ErrNotCanonical {
 			d.counters.Fallbacks++
-			if d.useSIMD {
+			if d.useSIMD && len(frame) > autoGeneralMax {
 				kind, err = d.decodeSIMD(dst, frame, syms)
 			} else {
 				kind, err = decodeGeneral(dst, frame, syms)

@@ -9,10 +9,16 @@
 // e,E,a,s,p,q,f,l,T,m and spot key order e,E,s,a,p,q,f,l,T,m,M; no whitespace,
 // no escapes), either bare or wrapped in a combined-stream envelope
 // {"stream":...,"data":...}. Anything off that layout makes DecodeFast return
-// [ErrNotCanonical] and the Decoder falls back to a general engine: simdjson-go
-// ([Decoder.DecodeSIMD]) when the CPU has AVX2 and CLMUL, else a pure-Go
-// scanner. [DecodeStd] is the encoding/json reference twin, used by the
-// differential tests.
+// [ErrNotCanonical] and the Decoder falls back to a general engine. With
+// [EngineAuto] that is the pure-Go general scanner for frames up to 64 KiB
+// (no allocation unless a string holds escapes) and simdjson-go
+// ([Decoder.DecodeSIMD], when the CPU has AVX2 and CLMUL) above. Measured
+// here (see autoGeneralMax and BenchmarkAutoCrossover), simdjson-go is slower
+// on small frames and on all-market arrays, ties at best on large depth
+// frames, and allocates, so with the default MaxFrame (64 KiB) it never sees a
+// frame; [ExchangeInfoSymbols] still uses it for whole documents.
+// [EngineSIMD] parses every frame with simdjson-go. [DecodeStd] is the
+// encoding/json reference twin, used by the differential tests.
 //
 // # Semantics shared by every engine
 //
@@ -34,8 +40,9 @@
 // ([ErrMalformed]); the integers a,f,l,T,E in that order (JSON integers, "-0"
 // counts as 0; a fraction or exponent is [ErrBadNumber], a negative value
 // [ErrNegative], more than int64 [ErrOutOfRange]); p then q (see below);
-// price zero ([ErrZeroPrice]); quantity zero ([ErrZeroQuantity]); f > l
-// ([ErrBadTradeRange]); T or E outside 1..2100-01-01 ([ErrBadTimestamp]); the
+// price zero ([ErrZeroPrice]); quantity zero ([ErrZeroQuantity]); f > l, or
+// l-f >= 2^40 ([ErrBadTradeRange]: one aggTrade never aggregates a trillion
+// raw trades, and the bound keeps [Trade.Count] in 1..2^40); T or E outside 1..2100-01-01 ([ErrBadTimestamp]); the
 // symbol ([ErrUnknownSymbol]).
 //
 // Prices and quantities are strings of the form [0-9]+(\.[0-9]+)? without

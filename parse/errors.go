@@ -48,7 +48,7 @@ var (
 	ErrZeroQuantity  = newError(ReasonZeroQuantity, "parse: zero quantity")
 	ErrTooManyDigits = newError(ReasonTooManyDigits, "parse: too many digits")
 	ErrOutOfRange    = newError(ReasonOutOfRange, "parse: number out of range")
-	ErrBadTradeRange = newError(ReasonBadTradeRange, "parse: first trade id after last trade id")
+	ErrBadTradeRange = newError(ReasonBadTradeRange, "parse: bad trade id range (first after last, or 2^40 trades or more)")
 	ErrBadTimestamp  = newError(ReasonBadTimestamp, "parse: timestamp out of range")
 	ErrUnknownSymbol = newError(ReasonUnknownSymbol, "parse: unknown symbol")
 	ErrInvalidUTF8   = newError(ReasonInvalidUTF8, "parse: invalid UTF-8")

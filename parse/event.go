@@ -19,6 +19,11 @@ const (
 
 const allFields = 1<<numFields - 1
 
+// maxTradeSpan bounds LastID-FirstID: an aggTrade aggregates the raw trades
+// of one taker order at one price, never a trillion of them, and the bound
+// keeps Trade.Count (at most 1<<40) far from int64 overflow.
+const maxTradeSpan = 1 << 40
+
 // maxTimestamp is 2100-01-01T00:00:00Z in Unix milliseconds: anything later is
 // a unit mix-up (microseconds) or garbage.
 const maxTimestamp = 4_102_444_800_000
@@ -157,7 +162,7 @@ func build(dst *Trade, o *object, syms *Symbols, symbol uint32, needSymbol, need
 		return ErrZeroQuantity
 	}
 	first, last, tradeTime := o.ints[fieldF], o.ints[fieldL], o.ints[fieldT]
-	if first > last {
+	if first > last || last-first >= maxTradeSpan { // both >= 0: no overflow
 		return ErrBadTradeRange
 	}
 	eventTime := tradeTime
@@ -184,7 +189,7 @@ func build(dst *Trade, o *object, syms *Symbols, symbol uint32, needSymbol, need
 		Symbol:     symbol,
 		BuyerMaker: o.m,
 	}
-	if invariants && (dst.Count() < 1 || dst.Price == 0 || dst.Qty == 0 || dst.TradeTime <= 0) {
+	if invariants && (dst.Count() < 1 || dst.Count() > maxTradeSpan || dst.Price == 0 || dst.Qty == 0 || dst.TradeTime <= 0) {
 		panic("BUG: parse: built an invalid trade")
 	}
 	return nil

@@ -40,9 +40,11 @@ func (f Format) String() string {
 const MaxLine = 1 << 20
 
 var (
-	// ErrLineTooLong: a line is longer than MaxLine. The input stops
-	// there: a line that long means the file is not what its name says.
-	ErrLineTooLong = errors.New("line longer than 1 MiB")
+	// ErrLineTooLong: a line is longer than MaxLine. Next drops the line
+	// without buffering it and returns this sentinel, unwrapped, once; the
+	// next call goes on with the following line, so callers count it and
+	// continue.
+	ErrLineTooLong = errors.New("line longer than 1 MiB, dropped")
 	// ErrSymbol: a CSV file name does not start with "SYMBOL-".
 	ErrSymbol = errors.New("cannot derive the symbol from the file name (want SYMBOL-aggTrades-DATE.csv)")
 	// ErrNoCSV: a zip archive holds no .csv file.
@@ -58,7 +60,7 @@ type Reader struct {
 	r      *bufio.Reader
 	closer []io.Closer // closed in order by Close
 	line   int
-	err    error // sticky: once set, Next returns it
+	err    error // sticky: once set, Next returns it; never ErrLineTooLong
 }
 
 // Open opens path and picks the format from its name: ".csv", ".csv.gz" and
@@ -160,9 +162,13 @@ func (in *Reader) Line() int { return in.line }
 // raw row. Line terminators ("\n" or "\r\n") are dropped and empty lines skipped.
 //
 // The record aliases Reader's buffer: it is valid until the next call to Next or
-// Close. Next allocates nothing in steady state. A line longer than
-// MaxLine fails with ErrLineTooLong; after any error other than
-// io.EOF, Next keeps returning that error.
+// Close. Next allocates nothing in steady state.
+//
+// A line longer than MaxLine is read past without being buffered and makes Next
+// return (nil, ErrLineTooLong) once, with Line() on that line; the next call
+// returns the following line. Any other error (a read or decompression
+// failure, os.ErrClosed after Close) is sticky: Next keeps returning it. Errors
+// carry neither the path nor the line number: callers add Path() and Line().
 func (in *Reader) Next() ([]byte, error) {
 	if in.err != nil {
 		return nil, in.err
@@ -173,19 +179,17 @@ func (in *Reader) Next() ([]byte, error) {
 			in.line++
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
-			in.err = fmt.Errorf("cannot read input %q line %d: %w", in.path, in.line, ErrLineTooLong)
-			return nil, in.err
+			return nil, in.skipLine()
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
-			in.err = fmt.Errorf("cannot read input %q after line %d: %w", in.path, in.line, err)
-			return nil, in.err
+			in.err = err // unwrapped: the caller's "cannot read PATH line N" says the rest
+			return nil, err
 		}
 		eof := err != nil
 		line = bytes.TrimSuffix(line, []byte{'\n'})
 		line = bytes.TrimSuffix(line, []byte{'\r'})
-		if len(line) > MaxLine {
-			in.err = fmt.Errorf("cannot read input %q line %d: %w", in.path, in.line, ErrLineTooLong)
-			return nil, in.err
+		if len(line) > MaxLine { // MaxLine+1 bytes before "\n": fit the buffer, still too long
+			return nil, ErrLineTooLong
 		}
 		if in.format == FormatFrames {
 			if brace := bytes.IndexByte(line, '{'); brace >= 0 {
@@ -204,6 +208,27 @@ func (in *Reader) Next() ([]byte, error) {
 	}
 }
 
+// skipLine discards the rest of a line that filled the buffer, one buffer at a
+// time, and returns ErrLineTooLong, or the read error that cut it short.
+// Filling a MaxLine+2 buffer without a '\n' means more than MaxLine bytes
+// before any "\r\n", so the line is too long whatever its terminator.
+func (in *Reader) skipLine() error {
+	for {
+		_, err := in.r.ReadSlice('\n')
+		switch {
+		case err == nil:
+			return ErrLineTooLong
+		case errors.Is(err, io.EOF):
+			in.err = io.EOF // the over-long line was the last one
+			return ErrLineTooLong
+		case errors.Is(err, bufio.ErrBufferFull):
+		default:
+			in.err = err
+			return err
+		}
+	}
+}
+
 // Close releases the file; the last record becomes invalid.
 func (in *Reader) Close() error {
 	var first error
@@ -214,7 +239,7 @@ func (in *Reader) Close() error {
 	}
 	in.closer = nil
 	if in.err == nil {
-		in.err = fmt.Errorf("cannot read input %q: %w", in.path, os.ErrClosed)
+		in.err = os.ErrClosed
 	}
 	return first
 }

@@ -189,8 +189,24 @@ func TestInputErrors(t *testing.T) {
 	if err := os.WriteFile(cut, gzBuf.Bytes()[:gzBuf.Len()-12], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := readAll(t, cut); err == io.EOF || !errors.Is(err, io.ErrUnexpectedEOF) {
+	in, _, err := readAll(t, cut)
+	if err == io.EOF || !errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "line") {
 		t.Errorf("truncated gzip ended with %v", err)
+	}
+	if _, again := in.Next(); again != err {
+		t.Errorf("read error is not sticky: %v, then %v", err, again)
+	}
+	in.Close()
+	if _, err := in.Next(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("Next after Close replaced the read error: %v", err)
+	}
+	closed, err := Open(writeInput(t, dir, "closed.ndjson", frameA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	if _, err := closed.Next(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Next after Close: %v", err)
 	}
 }
 
@@ -203,16 +219,71 @@ func TestInputLongLines(t *testing.T) {
 	if err != io.EOF || len(got) != 3 || got[1].text != longest || got[2].text != longest || got[2].line != 3 {
 		t.Fatalf("longest legal lines: %d records, %v", len(got), err)
 	}
-	for _, tail := range []string{"\n", "\r\n", ""} {
-		path := writeInput(t, dir, "toolong.ndjson", frameA+"\n"+longest+"y"+tail+frameB+"\n")
-		in, got, err := readAll(t, path)
-		if !errors.Is(err, ErrLineTooLong) || len(got) != 1 || in.Line() != 2 ||
-			!strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "line 2") {
-			t.Fatalf("tail %q: %d records, line %d, err %v", tail, len(got), in.Line(), err)
+	twoMiB := "{" + strings.Repeat("y", 2<<20)
+	type step struct {
+		text string // "" for ErrLineTooLong
+		line int
+	}
+	for _, tc := range []struct {
+		name, content string
+		want          []step
+	}{
+		// One byte too long: fits bufio's buffer, dropped after reading.
+		{"maxline+1.ndjson", frameA + "\n" + longest + "y\n" + frameB + "\n", []step{{frameA, 1}, {"", 2}, {frameB, 3}}},
+		{"maxline+1-crlf.ndjson", frameA + "\n" + longest + "y\r\n" + frameB + "\n", []step{{frameA, 1}, {"", 2}, {frameB, 3}}},
+		// Twice the buffer: skipped in pieces, never held whole.
+		{"2mib.ndjson", frameA + "\n" + twoMiB + "\n" + frameB + "\n\n" + frameA, []step{{frameA, 1}, {"", 2}, {frameB, 3}, {frameA, 5}}},
+		{"2mib.ndjson.gz", twoMiB + "\r\n" + frameB + "\n", []step{{"", 1}, {frameB, 2}}},
+		{"2mib-twice.ndjson", twoMiB + "\n" + twoMiB + "\n" + frameB, []step{{"", 1}, {"", 2}, {frameB, 3}}},
+		{"2mib-last.ndjson", frameA + "\n" + twoMiB, []step{{frameA, 1}, {"", 2}}},
+		{"BTCUSDT-aggTrades-2024-01-01.csv", rowA + "\n" + strings.Repeat("9", 2<<20) + "\n" + rowB + "\n", []step{{rowA, 1}, {"", 2}, {rowB, 3}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in, err := Open(writeInput(t, dir, tc.name, tc.content))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.Close()
+			for i, want := range tc.want {
+				rec, err := in.Next()
+				if want.text == "" {
+					if err != ErrLineTooLong || rec != nil {
+						t.Fatalf("step %d: (%.20q, %v), want (nil, ErrLineTooLong) unwrapped", i, rec, err)
+					}
+				} else if err != nil || string(rec) != want.text {
+					t.Fatalf("step %d: (%.20q, %v), want %.20q", i, rec, err, want.text)
+				}
+				if in.Line() != want.line {
+					t.Fatalf("step %d: Line() = %d, want %d", i, in.Line(), want.line)
+				}
+			}
+			for range 2 {
+				if rec, err := in.Next(); err != io.EOF {
+					t.Fatalf("after the last line: (%.20q, %v), want io.EOF", rec, err)
+				}
+			}
+		})
+	}
+	// The message names the fault once; callers prefix path and line.
+	if msg := ErrLineTooLong.Error(); strings.Contains(msg, "cannot read") || strings.Count(msg, "line") != 1 {
+		t.Errorf("ErrLineTooLong text %q", msg)
+	}
+	// Skipping reuses the reader's buffer: no allocation per dropped line.
+	path = writeInput(t, dir, "skip.ndjson", strings.Repeat(twoMiB+"\n"+frameA+"\n", 6))
+	in, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if n := testing.AllocsPerRun(5, func() {
+		if _, err := in.Next(); err != ErrLineTooLong {
+			t.Fatalf("Next = %v, want ErrLineTooLong", err)
 		}
-		if _, again := in.Next(); !errors.Is(again, ErrLineTooLong) {
-			t.Fatalf("error is not sticky: %v", again)
+		if rec, err := in.Next(); err != nil || string(rec) != frameA {
+			t.Fatalf("Next = %.20q, %v", rec, err)
 		}
+	}); n != 0 {
+		t.Errorf("skipping an over-long line allocates %v times", n)
 	}
 }
 
@@ -270,7 +341,7 @@ func TestInputRealData(t *testing.T) {
 
 // BenchmarkInputNext measures reading frame lines.
 //
-//	go test -run '^$' -bench 'BenchmarkInputNext' ./pipeline/
+//	go test -run '^$' -bench 'BenchmarkInputNext' -benchmem ./record/
 func BenchmarkInputNext(b *testing.B) {
 	content := strings.Repeat(frameA+"\n", 100_000)
 	for _, name := range []string{"frames.ndjson", "frames.ndjson.gz"} {
