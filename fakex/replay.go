@@ -34,6 +34,9 @@ func scanReplay(paths []string) ([]string, error) {
 		}
 		for {
 			rec, err := r.Next()
+			if errors.Is(err, record.ErrLineTooLong) {
+				continue
+			}
 			if err != nil {
 				if !errors.Is(err, io.EOF) {
 					_ = r.Close()
@@ -185,6 +188,10 @@ func (s *Server) replay() {
 		csv := r.Format() == record.FormatCSV
 		for n := 0; ; n++ {
 			rec, err := r.Next()
+			if errors.Is(err, record.ErrLineTooLong) {
+				s.stats.replaySkipped.Add(1)
+				continue
+			}
 			if err != nil {
 				if !errors.Is(err, io.EOF) {
 					s.stats.replaySkipped.Add(1)
