@@ -154,8 +154,10 @@ func capacityStep(ctx context.Context, cfg CapacityConfig, rate float64, dur tim
 
 	// Offer the rate for the step, then stop the exchange and let the daemon
 	// take in what is on the wire.
-	if !sleepCtx(ctx, dur) {
+	select {
+	case <-ctx.Done():
 		return st, ctx.Err()
+	case <-time.After(dur):
 	}
 	srv.Stop()
 	for _, r := range srv.Produced() {
@@ -198,15 +200,4 @@ func capacityStep(ctx context.Context, cfg CapacityConfig, rate float64, dur tim
 		st.Sustained = true
 	}
 	return st, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
