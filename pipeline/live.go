@@ -113,7 +113,10 @@ type Live struct {
 	clk    clock
 
 	universe map[string]int // symbol -> slot
-	stats    liveCounters
+	// listedSince is the exchange time just before the last universe read: a
+	// symbol absent then and listed at the next read traded at most since then.
+	listedSince int64
+	stats       liveCounters
 }
 
 // LiveStats are the live feed's counters; any goroutine may read them.
@@ -121,6 +124,7 @@ type LiveStats struct {
 	Connects, ConnectFailures, Reconnects, Rotations, Shutdowns, StaleReplaced uint64
 	GapsOpened, GapsFilled, GapsUnfillable, TradesFilled, TradesUnfillable     uint64
 	Listed, Delisted, SubscribeErrors, TimeSyncs, TimeSyncFailures             uint64
+	Duplicates                                                                 uint64 // trades received again, not handed over
 	Symbols, Slots                                                             int
 }
 
@@ -128,6 +132,7 @@ type liveCounters struct {
 	connects, connectFailures, reconnects, rotations, shutdowns, staleReplaced atomic.Uint64
 	gapsOpened, gapsFilled, gapsUnfillable, tradesFilled, tradesUnfillable     atomic.Uint64
 	listed, delisted, subscribeErrors, timeSyncs, timeSyncFailures             atomic.Uint64
+	duplicates                                                                 atomic.Uint64
 	symbols                                                                    atomic.Int64
 }
 
@@ -153,9 +158,19 @@ func NewLive(ctx context.Context, cfg LiveConfig, table *parse.SymbolTable, log 
 		probes:   make(chan fillRequest, 65536),
 		universe: map[string]int{},
 	}
-	symbols, err := l.fetchUniverse(ctx, true)
+	// At start every failure is logged with its cause as it happens and paced by
+	// cfg.Backoff: the client's own retries would stay silent for half a minute.
+	once := cfg.Client
+	once.MaxRetries = -1
+	before := time.Now()
+	symbols, err := l.fetchUniverse(ctx, exchange.NewClient(once), true)
 	if err != nil {
 		return nil, err
+	}
+	l.syncTime(ctx)
+	l.listedSince = math.MinInt64
+	if now := l.clk.now(); now != math.MinInt64 {
+		l.listedSince = now - time.Since(before).Milliseconds()
 	}
 	n := cfg.Conns
 	if n <= 0 {
@@ -165,8 +180,7 @@ func NewLive(ctx context.Context, cfg LiveConfig, table *parse.SymbolTable, log 
 		l.slots = append(l.slots, newSlot(l, i))
 	}
 	table.Add(symbols...)
-	l.assign(symbols)
-	l.syncTime(ctx)
+	l.assign(symbols, false, 0)
 	return l, nil
 }
 
@@ -202,17 +216,18 @@ func (l *Live) Stats() LiveStats {
 		GapsOpened: c.gapsOpened.Load(), GapsFilled: c.gapsFilled.Load(), GapsUnfillable: c.gapsUnfillable.Load(),
 		TradesFilled: c.tradesFilled.Load(), TradesUnfillable: c.tradesUnfillable.Load(),
 		Listed: c.listed.Load(), Delisted: c.delisted.Load(), SubscribeErrors: c.subscribeErrors.Load(),
-		TimeSyncs: c.timeSyncs.Load(), TimeSyncFailures: c.timeSyncFailures.Load(),
+		TimeSyncs: c.timeSyncs.Load(), TimeSyncFailures: c.timeSyncFailures.Load(), Duplicates: c.duplicates.Load(),
 		Symbols: int(c.symbols.Load()), Slots: len(l.slots),
 	}
 }
 
 // fetchUniverse reads the tradable symbols. With retry it keeps trying with backoff
-// until it succeeds or ctx ends.
-func (l *Live) fetchUniverse(ctx context.Context, retry bool) ([]string, error) {
+// until it succeeds or ctx ends; the error then names the last failure.
+func (l *Live) fetchUniverse(ctx context.Context, client *exchange.Client, retry bool) ([]string, error) {
 	b := l.cfg.Backoff
+	var last error
 	for {
-		infos, err := l.client.ExchangeInfo(ctx)
+		infos, err := client.ExchangeInfo(ctx)
 		if err == nil {
 			symbols := exchange.Tradable(l.cfg.Market, infos, l.cfg.QuoteAssets)
 			if len(l.cfg.Symbols) > 0 {
@@ -232,21 +247,26 @@ func (l *Live) fetchUniverse(ctx context.Context, retry bool) ([]string, error) 
 			slices.Sort(symbols)
 			return slices.Compact(symbols), nil
 		}
+		if ctx.Err() != nil && last != nil {
+			return nil, fmt.Errorf("cannot read the symbol universe from %s: %w (before: %w)", l.cfg.Endpoints.REST, err, last)
+		}
 		if !retry || ctx.Err() != nil {
 			return nil, fmt.Errorf("cannot read the symbol universe from %s: %w", l.cfg.Endpoints.REST, err)
 		}
+		last = err
 		wait := b.Next()
 		l.log.Error("cannot read the symbol universe; retrying",
 			zap.String("market", l.cfg.Market.String()), zap.String("rest", l.cfg.Endpoints.REST),
 			zap.Error(err), zap.Duration("retry_in", wait))
 		if !sleep(ctx, wait) {
-			return nil, fmt.Errorf("cannot read the symbol universe from %s: %w", l.cfg.Endpoints.REST, ctx.Err())
+			return nil, fmt.Errorf("cannot read the symbol universe from %s: %w (before: %w)", l.cfg.Endpoints.REST, ctx.Err(), last)
 		}
 	}
 }
 
-// assign gives new symbols to the slots with the most room, in order.
-func (l *Live) assign(symbols []string) {
+// assign gives new symbols to the slots with the most room, in order; listed
+// ones (while running) may have traded since the exchange time since.
+func (l *Live) assign(symbols []string, listed bool, since int64) {
 	for _, sym := range symbols {
 		if _, ok := l.universe[sym]; ok {
 			continue
@@ -262,7 +282,11 @@ func (l *Live) assign(symbols []string) {
 			continue
 		}
 		l.universe[sym] = best
-		l.slots[best].want(sym, true)
+		if listed {
+			l.slots[best].list(sym, since)
+		} else {
+			l.slots[best].want(sym, true)
+		}
 	}
 	l.stats.symbols.Store(int64(len(l.universe)))
 }
@@ -317,11 +341,14 @@ func (l *Live) connected() int {
 
 // refresh applies listings and delistings.
 func (l *Live) refresh(ctx context.Context) {
-	symbols, err := l.fetchUniverse(ctx, false)
+	at := l.clk.now()
+	symbols, err := l.fetchUniverse(ctx, l.client, false)
 	if err != nil {
 		l.log.Warn("cannot refresh the symbol universe", zap.Error(err))
 		return
 	}
+	since := l.listedSince
+	l.listedSince = at
 	now := map[string]bool{}
 	var added []string
 	for _, s := range symbols {
@@ -340,7 +367,7 @@ func (l *Live) refresh(ctx context.Context) {
 	}
 	if len(added) > 0 {
 		l.table.Add(added...)
-		l.assign(added)
+		l.assign(added, true, since)
 		l.stats.listed.Add(uint64(len(added)))
 		l.log.Info("symbols listed; subscribing", zap.Strings("symbols", added))
 	}
@@ -397,12 +424,15 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// fillRequest asks for the trades [from, to] of a symbol from REST.
+// fillRequest asks for the trades [from, to] of a symbol from REST or, for an
+// anchor, for its trades made at or after since.
 type fillRequest struct {
 	slot     *slot
 	symbol   uint32
 	name     string
 	from, to int64
+	anchor   bool
+	since    int64
 }
 
 // fillResult is what REST gave for a request.
@@ -429,7 +459,10 @@ func (l *Live) filler(ctx context.Context) {
 		}
 		var trades []parse.Trade
 		var err error
-		for from := req.from; from <= req.to; {
+		if req.anchor {
+			trades, err = l.anchor(ctx, req)
+		}
+		for from := req.from; !req.anchor && from <= req.to; {
 			n := len(trades)
 			trades, err = l.client.AggTrades(ctx, req.name, req.symbol, from, 1000, trades)
 			if err != nil || len(trades) < n+1000 {
@@ -446,3 +479,35 @@ func (l *Live) filler(ctx context.Context) {
 }
 
 var errStale = errors.New("connection stale: its symbols trade but it says nothing")
+
+// maxAnchorPages bounds how far back (in pages of 1000 aggTrades) an anchor looks
+// for a symbol's first trade since it is followed.
+const maxAnchorPages = 10
+
+// anchor returns a symbol's trades made at or after req.since, in id order: the
+// most recent 1000, and older pages while the oldest so far is not before since.
+func (l *Live) anchor(ctx context.Context, req fillRequest) ([]parse.Trade, error) {
+	page, err := l.client.AggTrades(ctx, req.name, req.symbol, -1, 1000, nil)
+	if err != nil {
+		return nil, err
+	}
+	full := len(page) == 1000 // else that is the whole history
+	for n := 0; full && len(page) > 0 && page[0].TradeTime >= req.since && page[0].AggID > 0 && n < maxAnchorPages; n++ {
+		first := page[0].AggID
+		from := max(0, first-1000)
+		older, err := l.client.AggTrades(ctx, req.name, req.symbol, from, int(first-from), nil)
+		if err != nil {
+			return nil, err
+		}
+		older = slices.DeleteFunc(older, func(t parse.Trade) bool { return t.AggID >= first })
+		full = len(older) == int(first-from)
+		page = append(older, page...)
+	}
+	i, _ := slices.BinarySearchFunc(page, req.since, func(t parse.Trade, since int64) int {
+		if t.TradeTime < since {
+			return -1
+		}
+		return 1
+	})
+	return page[i:], nil
+}

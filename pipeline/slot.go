@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sync"
@@ -24,7 +25,8 @@ type slot struct {
 	id int
 
 	mu      sync.Mutex
-	wanted  map[string]bool // written by the manager, read by the slot goroutine
+	wanted  map[string]bool  // written by the manager, read by the slot goroutine
+	listed  map[string]int64 // symbols listed while running: exchange time since which they may trade
 	changed atomic.Bool
 
 	wake      chan struct{} // the manager changed wanted
@@ -41,22 +43,33 @@ type slot struct {
 	nextID     int64
 	shutdown   bool
 	backoff    exchange.Backoff
+	everUp     bool  // a connection was established once: the next one is a reconnect
+	down       bool  // the slot has symbols but no connection
+	heardAt    int64 // exchange time of the last frame heard; while down, the watermark holds there
 }
 
 // symState is what a slot knows of one symbol's aggTrade ids.
 type symState struct {
 	last     int64 // last aggTrade id handed over; 0: none yet
 	lastTime int64 // its trade time
+	since    int64 // exchange time since when the slot follows it (math.MinInt64: unknown)
+	tracked  bool  // since is set
 	wanted   bool
 	gap      *gap
 }
 
 // gap is a range of aggTrade ids missing from the stream, and the trades held
 // back behind it. A probe (after a reconnect) is a gap whose end is not known yet:
-// to is math.MaxInt64 until the stream delivers the symbol's next trade.
+// to is math.MaxInt64 until the stream delivers the symbol's next trade. An
+// anchor is a probe for a symbol that has sent no trade yet: its start is not
+// known either, so REST is asked for the trades made since the slot followed it
+// (a symbol listed while running, or one that traded only while disconnected).
 type gap struct {
 	from, to int64
 	probe    bool
+	anchor   bool
+	since    int64 // anchor: trades at or after this exchange time are wanted
+	ack      int64 // anchor: wait for the reply to this SUBSCRIBE first (0: none)
 	held     []parse.Trade
 	tries    int
 	inFlight bool
@@ -68,6 +81,7 @@ func newSlot(l *Live, id int) *slot {
 		l:          l,
 		id:         id,
 		wanted:     map[string]bool{},
+		listed:     map[string]int64{},
 		wake:       make(chan struct{}, 1),
 		results:    make(chan fillResult, 64),
 		subscribed: map[string]bool{},
@@ -84,6 +98,7 @@ func (s *slot) want(symbol string, on bool) {
 		s.wanted[symbol] = true
 	} else {
 		delete(s.wanted, symbol)
+		delete(s.listed, symbol)
 	}
 	s.mu.Unlock()
 	s.changed.Store(true)
@@ -91,6 +106,34 @@ func (s *slot) want(symbol string, on bool) {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// list adds a symbol listed while running, which may have traded since the
+// exchange time since (math.MinInt64: unknown); its trades from then on are
+// fetched from REST, so its first kline starts at its first trade.
+func (s *slot) list(symbol string, since int64) {
+	s.mu.Lock()
+	s.listed[symbol] = since
+	s.mu.Unlock()
+	s.want(symbol, true)
+}
+
+// takeListings returns and forgets the listing times of the subscribed symbols
+// (a symbol listed meanwhile keeps its time until it is subscribed).
+func (s *slot) takeListings() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out map[string]int64
+	for sym, since := range s.listed {
+		if s.subscribed[sym] {
+			if out == nil {
+				out = map[string]int64{}
+			}
+			out[sym] = since
+			delete(s.listed, sym)
+		}
+	}
+	return out
 }
 
 func (s *slot) size() int {
@@ -114,14 +157,22 @@ func (s *slot) streams() []string {
 // Run implements Source: connect, serve, reconnect with backoff, until ctx ends.
 func (s *slot) Run(ctx context.Context, f *Feeder) error {
 	s.f = f
+	s.heardAt = math.MinInt64
 	for ctx.Err() == nil {
 		symbols := s.streams()
 		s.changed.Store(false)
 		if len(symbols) == 0 {
+			// An idle slot holds nothing back: publish that, or the pipeline's
+			// watermark would wait for this source forever.
+			s.down = false
+			s.flush()
 			s.idle(ctx)
 			continue
 		}
-		conn, err := s.dial(ctx, symbols)
+		// Until connected, trades after the last frame heard may be missing.
+		s.down = true
+		s.flush()
+		conn, err := s.dial(ctx, symbols, s.everUp)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -133,6 +184,8 @@ func (s *slot) Run(ctx context.Context, f *Feeder) error {
 		}
 		err = s.serve(ctx, conn)
 		s.connected.Store(false)
+		s.down = true
+		s.flush()
 		if ctx.Err() != nil {
 			break
 		}
@@ -168,8 +221,9 @@ func (s *slot) idleFor(ctx context.Context, d time.Duration) {
 	}
 }
 
-// dial opens a combined-stream connection for symbols.
-func (s *slot) dial(ctx context.Context, symbols []string) (*exchange.Conn, error) {
+// dial opens a combined-stream connection for symbols. After a reconnect (not a
+// rotation, whose predecessor is still read) every symbol is probed.
+func (s *slot) dial(ctx context.Context, symbols []string, reconnect bool) (*exchange.Conn, error) {
 	if err := s.l.dialer.Wait(ctx); err != nil {
 		return nil, err
 	}
@@ -191,10 +245,9 @@ func (s *slot) dial(ctx context.Context, symbols []string) (*exchange.Conn, erro
 		s.subscribed[sym] = true
 	}
 	s.follow()
-	if s.l.cfg.Probe {
-		s.probe()
-	}
+	s.track(reconnect && s.l.cfg.Probe, 0)
 	s.shutdown = false
+	s.everUp, s.down = true, false
 	s.connected.Store(true)
 	s.log.Debug("connected", zap.Int("streams", len(streams)))
 	return conn, nil
@@ -213,6 +266,21 @@ func (s *slot) serve(ctx context.Context, conn *exchange.Conn) error {
 	defer func() { conn.Close() }()
 	cfg := &s.l.cfg
 	born, heard := time.Now(), time.Now()
+	// A Read that has begun returns only with a data message: after a ping with
+	// nothing behind it (exchange.Conn answers control frames inside Read) it
+	// waits for the next trade, however long that takes, and nothing else of the
+	// slot runs meanwhile. The watchdog closes the connection when a read
+	// outlasts Stale, which replaces it like a stale one, and when ctx ends.
+	var cur atomic.Pointer[exchange.Conn]
+	cur.Store(conn)
+	var bit atomic.Bool
+	watchdog := time.AfterFunc(time.Hour, func() {
+		bit.Store(true)
+		cur.Load().Close()
+	})
+	watchdog.Stop()
+	defer watchdog.Stop()
+	defer context.AfterFunc(ctx, func() { cur.Load().Close() })()
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -224,10 +292,17 @@ func (s *slot) serve(ctx context.Context, conn *exchange.Conn) error {
 		}
 		if ok {
 			heard = time.Now()
+			s.heardAt = s.l.Clock()
+			watchdog.Reset(cfg.Stale)
 			for n := 0; ; n++ {
 				frame, err := conn.Read(nil)
 				if err != nil {
+					watchdog.Stop()
 					s.flush()
+					if bit.Load() {
+						s.l.stats.staleReplaced.Add(1)
+						return fmt.Errorf("%w: a read waited %v for a message: %w", errStale, cfg.Stale, err)
+					}
 					return err
 				}
 				s.frame(frame)
@@ -235,6 +310,7 @@ func (s *slot) serve(ctx context.Context, conn *exchange.Conn) error {
 					break
 				}
 			}
+			watchdog.Stop()
 		}
 		s.flush()
 		s.fills()
@@ -256,6 +332,8 @@ func (s *slot) serve(ctx context.Context, conn *exchange.Conn) error {
 			}
 			if next := s.rotate(ctx, conn); next != nil {
 				conn, born, heard = next, time.Now(), time.Now()
+				cur.Store(conn)
+				s.heardAt = s.l.Clock()
 			} else {
 				// Try again later; a server that shuts down closes the old one,
 				// and the reconnect path takes over.
@@ -265,7 +343,7 @@ func (s *slot) serve(ctx context.Context, conn *exchange.Conn) error {
 		}
 		if time.Since(heard) >= cfg.Stale {
 			heard = time.Now()
-			if s.stale(ctx) {
+			if s.stale(ctx, s.heardAt) {
 				s.l.stats.staleReplaced.Add(1)
 				return errStale
 			}
@@ -324,33 +402,67 @@ func (s *slot) trade(t *parse.Trade) {
 		}
 	}
 	if st.last != 0 && t.AggID > st.last+1 {
-		st.gap = &gap{from: st.last + 1, to: t.AggID - 1, held: []parse.Trade{*t}}
+		st.gap = &gap{from: st.last + 1, to: t.AggID - 1, since: math.MinInt64, held: []parse.Trade{*t}}
 		s.gaps = append(s.gaps, t.Symbol)
 		s.l.stats.gapsOpened.Add(1)
 		return
 	}
-	if t.AggID > st.last { // else a duplicate: the shard counts it
-		st.last, st.lastTime = t.AggID, t.TradeTime
+	if t.AggID <= st.last {
+		// A duplicate (a repeated frame, the overlap of a rotation, a fill that
+		// ran past the stream): already handed over.
+		s.l.stats.duplicates.Add(1)
+		return
 	}
+	st.last, st.lastTime = t.AggID, t.TradeTime
 	s.f.Trade(t)
 }
 
-// probe opens an open-ended gap for every symbol that traded before a reconnect:
-// REST tells what was missed while disconnected, even if the symbol is quiet now.
-func (s *slot) probe() {
+// track starts following newly subscribed symbols: one listed while running gets
+// an anchor at once (it may have traded before the subscription took effect;
+// with ack, once that SUBSCRIBE is answered); any other is followed from now.
+// With probe (after a reconnect) it opens an open-ended gap for every other
+// symbol: REST tells what was missed while disconnected, even if the symbol is
+// quiet now, from its last trade or, if it sent none yet, from when it was
+// first followed.
+func (s *slot) track(probe bool, ack int64) {
 	table := s.l.table.Load()
+	listings := s.takeListings()
+	now := s.l.Clock()
 	for sym := range s.subscribed {
 		i, ok := table.Lookup([]byte(sym))
 		if !ok {
 			continue
 		}
 		st := s.state(i)
-		if st.last == 0 || st.gap != nil {
+		since, listed := listings[sym]
+		if st.gap != nil {
 			continue
 		}
-		st.gap = &gap{from: st.last + 1, to: math.MaxInt64, probe: true}
-		s.gaps = append(s.gaps, i)
+		switch {
+		case listed && st.last == 0:
+			st.tracked, st.since = true, since
+			s.openAnchor(i, ack)
+		case !st.tracked:
+			st.tracked, st.since = true, now
+		case !probe:
+		case st.last != 0:
+			st.gap = &gap{from: st.last + 1, to: math.MaxInt64, probe: true, since: math.MinInt64}
+			s.gaps = append(s.gaps, i)
+		default:
+			s.openAnchor(i, 0)
+		}
 	}
+}
+
+// openAnchor opens an anchor for a symbol that has sent no trade yet, unless the
+// time since when it is followed is unknown (the exchange clock was never read).
+func (s *slot) openAnchor(symbol uint32, ack int64) {
+	st := s.state(symbol)
+	if st.since == math.MinInt64 {
+		return
+	}
+	st.gap = &gap{from: 0, to: math.MaxInt64, probe: true, anchor: true, since: st.since, ack: ack}
+	s.gaps = append(s.gaps, symbol)
 }
 
 // closeGap ends a symbol's gap and hands over the trades held behind it.
@@ -364,13 +476,22 @@ func (s *slot) closeGap(symbol uint32) {
 	}
 }
 
-// flush publishes what was decoded, holding the watermark at the oldest gap.
+// flush publishes what was decoded, holding the watermark at the oldest gap, or,
+// while disconnected, at the last frame heard: klines do not close over trades
+// that are still to come from REST. It never holds more than MaxHold behind the
+// exchange clock.
 func (s *slot) flush() {
 	hold := int64(math.MaxInt64)
-	if len(s.gaps) > 0 {
-		floor := s.l.Clock() - s.l.cfg.MaxHold.Milliseconds()
-		for _, sym := range s.gaps {
-			hold = min(hold, max(s.syms[sym].lastTime, floor))
+	if s.down {
+		hold = s.heardAt
+	}
+	for _, sym := range s.gaps {
+		st := &s.syms[sym]
+		hold = min(hold, max(st.lastTime, st.gap.since))
+	}
+	if hold != math.MaxInt64 {
+		if now := s.l.Clock(); now != math.MinInt64 {
+			hold = max(hold, now-s.l.cfg.MaxHold.Milliseconds())
 		}
 	}
 	s.f.Hold(hold)
@@ -395,9 +516,15 @@ func (s *slot) fills() {
 		if g.inFlight || now.Before(g.retryAt) {
 			continue
 		}
-		req := fillRequest{slot: s, symbol: sym, name: table.Name(sym), from: g.from, to: g.to}
+		if g.ack != 0 {
+			if _, waiting := s.pending[g.ack]; waiting {
+				continue // the subscription may not be in effect yet
+			}
+			g.ack = 0
+		}
+		req := fillRequest{slot: s, symbol: sym, name: table.Name(sym), from: g.from, to: g.to, anchor: g.anchor, since: g.since}
 		queue := s.l.fills
-		if g.to == math.MaxInt64 {
+		if g.to == math.MaxInt64 || g.anchor {
 			queue = s.l.probes
 		}
 		select {
@@ -416,6 +543,10 @@ func (s *slot) filled(r fillResult) {
 		return // an old request (the gap was given up or the symbol delisted)
 	}
 	g.inFlight = false
+	if g.anchor {
+		s.anchored(r)
+		return
+	}
 	for i := range r.trades {
 		t := &r.trades[i]
 		if t.AggID < g.from || t.AggID > g.to {
@@ -455,6 +586,42 @@ func (s *slot) filled(r fillResult) {
 		s.l.stats.gapsFilled.Add(1)
 	}
 	s.closeGap(r.req.symbol)
+}
+
+// anchored applies an anchor's result: the trades made since the symbol is
+// followed, up to the first one the stream delivered.
+func (s *slot) anchored(r fillResult) {
+	st := s.state(r.req.symbol)
+	g := st.gap
+	if r.err != nil {
+		g.retryAt = time.Now().Add(time.Second)
+		s.log.Warn("cannot read a new symbol's first trades yet; retrying", zap.String("symbol", r.req.name), zap.Error(r.err))
+		return
+	}
+	g.anchor = false
+	for i := range r.trades {
+		t := &r.trades[i]
+		if t.AggID > g.to {
+			break
+		}
+		if t.AggID <= st.last {
+			continue
+		}
+		s.f.Trade(t)
+		st.last, st.lastTime = t.AggID, t.TradeTime
+		s.l.stats.tradesFilled.Add(1)
+	}
+	if st.last != 0 {
+		s.l.stats.gapsFilled.Add(1)
+	}
+	if st.last == 0 || g.to == math.MaxInt64 || st.last >= g.to {
+		// Nothing traded before the stream's first trade, or nothing more is
+		// known: from here on the ids are checked as they come.
+		s.closeGap(r.req.symbol)
+		return
+	}
+	// REST did not serve everything before the stream's first trade yet.
+	g.from, g.probe = st.last+1, false
 }
 
 // follow makes the symbols' wanted flags match the subscriptions: trades of a
@@ -509,6 +676,9 @@ func (s *slot) resubscribe(conn *exchange.Conn) error {
 	if err := s.send(conn, "SUBSCRIBE", add); err != nil {
 		return err
 	}
+	if len(add) > 0 {
+		s.track(false, s.nextID)
+	}
 	return s.send(conn, "UNSUBSCRIBE", remove)
 }
 
@@ -537,11 +707,14 @@ func (s *slot) send(conn *exchange.Conn, method string, symbols []string) error 
 func (s *slot) rotate(ctx context.Context, conn *exchange.Conn) *exchange.Conn {
 	symbols := s.streams()
 	s.changed.Store(false)
-	next, err := s.dial(ctx, symbols)
+	next, err := s.dial(ctx, symbols, false)
 	if err != nil {
 		s.log.Warn("cannot open the successor of a connection; keeping the old one", zap.Error(err))
 		return nil
 	}
+	// A read of the old connection must not outlast the overlap (see serve).
+	end := time.AfterFunc(s.l.cfg.Overlap+s.l.cfg.Poll, func() { conn.Close() })
+	defer end.Stop()
 	deadline := time.Now().Add(s.l.cfg.Overlap)
 	for left := time.Until(deadline); left > 0; left = time.Until(deadline) {
 		ok, err := conn.Poll(min(left, s.l.cfg.Poll))
@@ -563,36 +736,41 @@ func (s *slot) rotate(ctx context.Context, conn *exchange.Conn) *exchange.Conn {
 	return next
 }
 
-// stale asks REST whether one of the connection's symbols traded after what the
-// connection last delivered; if so the connection is dead though open.
-func (s *slot) stale(ctx context.Context) bool {
+// stale asks REST whether the connection's most recently active symbol traded
+// after the last frame the connection delivered (heardAt, exchange time) and
+// beyond the ids the slot knows of; if so the connection is dead though open.
+func (s *slot) stale(ctx context.Context, heardAt int64) bool {
 	table := s.l.table.Load()
 	var best uint32
-	var bestLast int64 = -1
+	bestTime, found := int64(math.MinInt64), false
 	for sym := range s.subscribed {
 		if i, ok := table.Lookup([]byte(sym)); ok {
-			if last := s.state(i).last; last > bestLast {
-				best, bestLast = i, last
+			if t := s.state(i).lastTime; !found || t > bestTime {
+				best, bestTime, found = i, t, true
 			}
 		}
 	}
-	if bestLast < 0 {
+	if !found {
 		return false
+	}
+	st := s.state(best)
+	known := st.last
+	if g := st.gap; g != nil {
+		if g.to != math.MaxInt64 {
+			known = max(known, g.to)
+		}
+		if n := len(g.held); n > 0 {
+			known = max(known, g.held[n-1].AggID)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	from := bestLast + 1
-	if bestLast == 0 {
-		from = -1
-	}
-	trades, err := s.l.client.AggTrades(ctx, table.Name(best), best, from, 1, nil)
+	trades, err := s.l.client.AggTrades(ctx, table.Name(best), best, -1, 1, nil)
 	if err != nil || len(trades) == 0 {
 		return false
 	}
-	if bestLast == 0 {
-		// Nothing received yet: stale if the symbol traded since the connection
-		// should have delivered it.
-		return trades[0].TradeTime > s.l.Clock()-s.l.cfg.Stale.Milliseconds()
+	if t := trades[len(trades)-1]; t.AggID <= known || t.TradeTime <= heardAt {
+		return false
 	}
 	s.log.Warn("connection silent while its symbols trade; replacing it", zap.String("symbol", table.Name(best)))
 	return true
