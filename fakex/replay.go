@@ -16,18 +16,29 @@ import (
 // scanReplay opens every replay input once, failing fast on unreadable ones,
 // and returns the symbols whose aggTrades they carry, in order of appearance:
 // the universe exchangeInfo shows before the first frame.
-func scanReplay(paths []string) ([]string, error) {
+func scanReplay(paths []string) ([]string, int64, error) {
 	var names []string
+	var first int64 // the first aggTrade's time: the clock before anything is sent
 	seen := map[string]bool{}
 	for _, path := range paths {
 		r, err := record.Open(path)
 		if err != nil {
-			return nil, fmt.Errorf("%w %s: %w", ErrReplay, path, err)
+			return nil, 0, fmt.Errorf("%w %s: %w", ErrReplay, path, err)
 		}
 		if r.Format() == record.FormatCSV {
 			if n := r.Symbol(); !seen[n] {
 				seen[n] = true
 				names = append(names, n)
+			}
+			for first == 0 {
+				rec, err := r.Next()
+				if errors.Is(err, record.ErrLineTooLong) {
+					continue
+				}
+				if err != nil {
+					break
+				}
+				first = csvTime(rec)
 			}
 			_ = r.Close()
 			continue
@@ -40,12 +51,17 @@ func scanReplay(paths []string) ([]string, error) {
 			if err != nil {
 				if !errors.Is(err, io.EOF) {
 					_ = r.Close()
-					return nil, fmt.Errorf("%w %s line %d: %w", ErrReplay, path, r.Line(), err)
+					return nil, 0, fmt.Errorf("%w %s line %d: %w", ErrReplay, path, r.Line(), err)
 				}
 				break
 			}
 			if !bytes.Contains(rec, []byte(`"e":"aggTrade"`)) {
 				continue
+			}
+			if first == 0 {
+				if k := bytes.Index(rec, []byte(`"T":`)); k >= 0 {
+					first = leadingInt(rec[k+4:])
+				}
 			}
 			i := bytes.Index(rec, []byte(`"s":"`))
 			if i < 0 {
@@ -63,7 +79,7 @@ func scanReplay(paths []string) ([]string, error) {
 		}
 		_ = r.Close()
 	}
-	return names, nil
+	return names, first, nil
 }
 
 // replayEvent is one decoded replay record.
@@ -287,4 +303,30 @@ func (s *Server) emit(b *batch, ev *replayEvent) {
 	dataEnd := len(b.buf)
 	b.buf = append(b.buf, '}')
 	b.frames = append(b.frames, bframe{start: start, data: data, dataEnd: dataEnd, end: len(b.buf), stream: sid, agg: ev.agg})
+}
+
+// csvTime is the transact_time of an aggTrades CSV row in ms (microseconds in
+// spot files from 2025 on), 0 for a header or junk.
+func csvTime(row []byte) int64 {
+	f := bytes.Split(row, []byte(","))
+	if len(f) < 6 {
+		return 0
+	}
+	t := leadingInt(f[5])
+	if t >= 1e14 {
+		t /= 1000
+	}
+	return t
+}
+
+// leadingInt reads the decimal digits at the start of b.
+func leadingInt(b []byte) int64 {
+	var v int64
+	for _, c := range b {
+		if c < '0' || c > '9' || v > (1<<62)/10 {
+			break
+		}
+		v = v*10 + int64(c-'0')
+	}
+	return v
 }

@@ -142,6 +142,11 @@ func TestReplayCSV(t *testing.T) {
 	cfg.Speed = 1000 // 60 s of data in 60 ms
 	cfg.WaitConns = 1
 	s := startServer(t, cfg)
+	// Nothing is sent until a client subscribes: the clock waits just before the
+	// first trade, not at today's date.
+	if got := s.Clock(); got != 1704067200000-1 {
+		t.Fatalf("clock before the first trade = %d, want %d", got, int64(1704067200000-1))
+	}
 	c := dial(t, s.WSURL()+"/market/ws/btcusdt@aggTrade")
 	got := drain(t, s, c)
 	want := []string{

@@ -109,8 +109,9 @@ func New(cfg Config) (*Server, error) {
 	s.conns.Store(&[]*conn{})
 	s.stats.init()
 	var names []string
+	var first int64
 	if len(cfg.Replay) > 0 {
-		if names, err = scanReplay(cfg.Replay); err != nil {
+		if names, first, err = scanReplay(cfg.Replay); err != nil {
 			return nil, err
 		}
 	} else {
@@ -154,7 +155,13 @@ func New(cfg Config) (*Server, error) {
 		s.listings = append(s.listings, listing{l, false})
 	}
 	slices.SortStableFunc(s.listings, func(a, b listing) int { return int(a.After - b.After) })
+	// The data's clock: before the first trade is sent, a replay's clock reads
+	// just before it, never today's date (a client would close every kline
+	// up to today at once); the synthetic feed starts now.
 	s.clock.Store(time.Now().UnixMilli())
+	if first > 0 {
+		s.clock.Store(first - 1)
+	}
 	return s, nil
 }
 
