@@ -141,7 +141,10 @@ func newConn(nc net.Conn, src io.Reader, cfg ConnConfig) *Conn {
 // pongs, and answers a close frame with a close frame, returning an error
 // wrapping ErrClosed with the code and reason. A message larger than MaxFrame
 // returns ErrFrameTooLarge; RFC violations return ErrProtocol. Every error is
-// final: the connection is out of step and must be closed.
+// final: the connection is out of step and must be closed. When only control
+// frames were buffered (a ping and nothing behind it), Read returns a nil message
+// and a nil error instead of waiting for the next message: poll again (an
+// empty message reads the same: there is nothing to decode either way).
 //
 // Only one goroutine may call Read. It does not allocate in steady state.
 func (c *Conn) Read(buf []byte) ([]byte, error) {
@@ -165,6 +168,12 @@ func (c *Conn) Read(buf []byte) ([]byte, error) {
 		if h.OpCode.IsControl() {
 			if err := c.control(h); err != nil {
 				return nil, err
+			}
+			if !inMessage && c.r.Buffered() == 0 {
+				// Only control frames were at hand (a ping, answered): return
+				// rather than block until the next message, so a reader that
+				// polls gets its turn back.
+				return nil, nil
 			}
 			continue
 		}

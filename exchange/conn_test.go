@@ -503,3 +503,37 @@ func BenchmarkConnRead(b *testing.B) {
 func sharedDataPath(name string) string {
 	return filepath.Join("..", "..", "shared", "data", "binance", name)
 }
+
+// TestConnPingAlone: a ping with nothing behind it is answered and Read returns at
+// once with no message, so a polling reader is not held until the next message.
+func TestConnPingAlone(t *testing.T) {
+	next := make(chan struct{})
+	url := wsServer(t, func(conn net.Conn) {
+		writeFrames(t, conn, ws.NewPingFrame([]byte("hb")))
+		f, _, err := readClientFrame(conn)
+		if err != nil || f.Header.OpCode != ws.OpPong || string(f.Payload) != "hb" {
+			t.Errorf("want the pong first: %+v %q %v", f.Header, f.Payload, err)
+		}
+		<-next
+		writeFrames(t, conn, ws.NewTextFrame([]byte("trade")))
+		_, _, _ = readClientFrame(conn)
+	})
+	c := dialTest(t, url, ConnConfig{})
+	if ok, err := c.Poll(5 * time.Second); !ok || err != nil {
+		t.Fatalf("poll: %v %v", ok, err)
+	}
+	got, err := c.Read(nil)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("read after a lone ping: %q, %v", got, err)
+	}
+	close(next)
+	if ok, err := c.Poll(5 * time.Second); !ok || err != nil {
+		t.Fatalf("poll: %v %v", ok, err)
+	}
+	if got, err := c.Read(nil); err != nil || string(got) != "trade" {
+		t.Fatalf("next message %q, %v", got, err)
+	}
+	if s := c.Stats(); s.PingsAnswered != 1 {
+		t.Errorf("stats %+v", s)
+	}
+}

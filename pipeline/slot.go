@@ -266,11 +266,11 @@ func (s *slot) serve(ctx context.Context, conn *exchange.Conn) error {
 	defer func() { conn.Close() }()
 	cfg := &s.l.cfg
 	born, heard := time.Now(), time.Now()
-	// A Read that has begun returns only with a data message: after a ping with
-	// nothing behind it (exchange.Conn answers control frames inside Read) it
-	// waits for the next trade, however long that takes, and nothing else of the
-	// slot runs meanwhile. The watchdog closes the connection when a read
-	// outlasts Stale, which replaces it like a stale one, and when ctx ends.
+	// A Read that has begun waits for the rest of its message (a lone ping
+	// returns at once), and nothing else of the slot runs meanwhile: a server
+	// that stops in the middle of a message would hold the slot forever. The
+	// watchdog closes the connection when a read outlasts Stale, which replaces
+	// it like a stale one, and when ctx ends.
 	var cur atomic.Pointer[exchange.Conn]
 	cur.Store(conn)
 	var bit atomic.Bool
@@ -353,6 +353,9 @@ func (s *slot) serve(ctx context.Context, conn *exchange.Conn) error {
 
 // frame handles one message of the stream.
 func (s *slot) frame(frame []byte) {
+	if len(frame) == 0 {
+		return // only a ping was read
+	}
 	var t parse.Trade
 	kind, ok := s.f.Decode(&t, frame)
 	if !ok {
