@@ -56,6 +56,7 @@ type symState struct {
 	tracked  bool  // since is set
 	wanted   bool
 	gap      *gap
+	probed   int64 // last when a silence probe was opened, so a quiet symbol is probed once
 }
 
 // gap is a range of aggTrade ids missing from the stream, and the trades held
@@ -266,6 +267,8 @@ func (s *slot) serve(ctx context.Context, conn *exchange.Conn) error {
 	defer func() { conn.Close() }()
 	cfg := &s.l.cfg
 	born, heard := time.Now(), time.Now()
+	answer := make(chan bool, 1) // a stale check's answer; buffered so it never blocks
+	asking := false
 	// A Read that has begun waits for the rest of its message (a lone ping
 	// returns at once), and nothing else of the slot runs meanwhile: a server
 	// that stops in the middle of a message would hold the slot forever. The
@@ -291,8 +294,6 @@ func (s *slot) serve(ctx context.Context, conn *exchange.Conn) error {
 			return err
 		}
 		if ok {
-			heard = time.Now()
-			s.heardAt = s.l.Clock()
 			watchdog.Reset(cfg.Stale)
 			for n := 0; ; n++ {
 				frame, err := conn.Read(nil)
@@ -304,6 +305,10 @@ func (s *slot) serve(ctx context.Context, conn *exchange.Conn) error {
 						return fmt.Errorf("%w: a read waited %v for a message: %w", errStale, cfg.Stale, err)
 					}
 					return err
+				}
+				if len(frame) > 0 { // a lone ping is no sign of life of the stream
+					heard = time.Now()
+					s.heardAt = s.l.Clock()
 				}
 				s.frame(frame)
 				if conn.Buffered() == 0 || n == 1024 {
@@ -343,10 +348,21 @@ func (s *slot) serve(ctx context.Context, conn *exchange.Conn) error {
 		}
 		if time.Since(heard) >= cfg.Stale {
 			heard = time.Now()
-			if s.stale(ctx, s.heardAt) {
+			s.probeRecent()
+			if q, ok := s.staleQuestion(s.heardAt); ok && !asking {
+				asking = true
+				go func() { answer <- s.l.stale(ctx, q) }()
+			}
+		}
+		select {
+		case dead := <-answer:
+			asking = false
+			if dead {
+				s.log.Warn("connection silent while its symbols trade; replacing it")
 				s.l.stats.staleReplaced.Add(1)
 				return errStale
 			}
+		default:
 		}
 	}
 }
@@ -454,6 +470,37 @@ func (s *slot) track(probe bool, ack int64) {
 		default:
 			s.openAnchor(i, 0)
 		}
+	}
+}
+
+// probeRecent, when the connection has been silent for Stale, opens a probe for
+// every symbol that traded shortly before the silence (within a minute, or
+// 2 x Stale, of the newest trade the connection delivered): a trade lost in
+// flight at the end of a burst (a stalled predecessor read past the rotation
+// overlap, a dropped frame) is found though no later trade reveals the gap. Each
+// symbol is probed once per last trade, so a silent connection costs one REST
+// request per recently active symbol.
+func (s *slot) probeRecent() {
+	table := s.l.table.Load()
+	window := max(2*s.l.cfg.Stale, time.Minute).Milliseconds()
+	newest := int64(math.MinInt64)
+	for sym := range s.subscribed {
+		if i, ok := table.Lookup([]byte(sym)); ok {
+			newest = max(newest, s.state(i).lastTime)
+		}
+	}
+	for sym := range s.subscribed {
+		i, ok := table.Lookup([]byte(sym))
+		if !ok {
+			continue
+		}
+		st := s.state(i)
+		if st.gap != nil || st.last == 0 || st.probed == st.last || st.lastTime < newest-window {
+			continue
+		}
+		st.probed = st.last
+		st.gap = &gap{from: st.last + 1, to: math.MaxInt64, probe: true, since: math.MinInt64}
+		s.gaps = append(s.gaps, i)
 	}
 }
 
@@ -739,10 +786,16 @@ func (s *slot) rotate(ctx context.Context, conn *exchange.Conn) *exchange.Conn {
 	return next
 }
 
-// stale asks REST whether the connection's most recently active symbol traded
-// after the last frame the connection delivered (heardAt, exchange time) and
-// beyond the ids the slot knows of; if so the connection is dead though open.
-func (s *slot) stale(ctx context.Context, heardAt int64) bool {
+// staleCheck is a question for REST: did symbol trade beyond the ids the slot
+// knows of, after the last frame the connection delivered (heardAt, exchange time)?
+type staleCheck struct {
+	symbol         uint32
+	name           string
+	known, heardAt int64
+}
+
+// staleQuestion picks the connection's most recently active symbol to ask about.
+func (s *slot) staleQuestion(heardAt int64) (staleCheck, bool) {
 	table := s.l.table.Load()
 	var best uint32
 	bestTime, found := int64(math.MinInt64), false
@@ -754,7 +807,7 @@ func (s *slot) stale(ctx context.Context, heardAt int64) bool {
 		}
 	}
 	if !found {
-		return false
+		return staleCheck{}, false
 	}
 	st := s.state(best)
 	known := st.last
@@ -766,15 +819,19 @@ func (s *slot) stale(ctx context.Context, heardAt int64) bool {
 			known = max(known, g.held[n-1].AggID)
 		}
 	}
+	return staleCheck{symbol: best, name: table.Name(best), known: known, heardAt: heardAt}, true
+}
+
+// stale asks REST the question of q; true means the connection is dead though
+// open. It runs on its own goroutine: a REST call may wait seconds (weight, 429,
+// a ban), and the slot must keep reading meanwhile (pings need pongs).
+func (l *Live) stale(ctx context.Context, q staleCheck) bool {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	trades, err := s.l.client.AggTrades(ctx, table.Name(best), best, -1, 1, nil)
+	trades, err := l.client.AggTrades(ctx, q.name, q.symbol, -1, 1, nil)
 	if err != nil || len(trades) == 0 {
 		return false
 	}
-	if t := trades[len(trades)-1]; t.AggID <= known || t.TradeTime <= heardAt {
-		return false
-	}
-	s.log.Warn("connection silent while its symbols trade; replacing it", zap.String("symbol", table.Name(best)))
-	return true
+	t := trades[len(trades)-1]
+	return t.AggID > q.known && t.TradeTime > q.heardAt
 }
