@@ -27,6 +27,7 @@ type E2EConfig struct {
 	Market   string
 	Seed     int64
 	YieldFor time.Duration // ring waiters' yield time before parking; < 0 keeps the pipeline default
+	Pin      bool          // lock the source goroutine to an OS thread
 }
 
 // DefaultE2EConfig is what `klagg bench` runs without flags.
@@ -85,6 +86,7 @@ func RunE2E(ctx context.Context, cfg E2EConfig) (*E2EResult, error) {
 	if cfg.YieldFor >= 0 {
 		pcfg.Ring.YieldFor = cfg.YieldFor
 	}
+	pcfg.PinSources = cfg.Pin
 
 	// Throughput: fresh pipelines over the same frames until the duration is spent.
 	var elapsed time.Duration
@@ -269,7 +271,10 @@ func (s *paced) Run(ctx context.Context, f *pipeline.Feeder) error {
 		}
 		due := min(int(float64(now-start)*s.rate/1e9), len(s.frames))
 		if due <= i {
-			time.Sleep(50 * time.Microsecond)
+			// Frames are due every 1/rate: yield rather than sleep, so they are
+			// handed over one by one as a socket would deliver them, not in the
+			// bursts a coarse sleep would make.
+			runtime.Gosched()
 			continue
 		}
 		for ; i < due; i++ {

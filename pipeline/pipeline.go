@@ -33,7 +33,10 @@ type Config struct {
 	// recordings). When false an unknown symbol is an error, counted and dropped.
 	LearnSymbols bool
 	// PinSources locks each source goroutine to an OS thread; CPUs, when not empty,
-	// also binds source i to CPU CPUs[i%len(CPUs)] (Linux only).
+	// also binds source i to CPU CPUs[i%len(CPUs)] (Linux only). Off by default:
+	// on this 2-core machine a locked goroutine costs a thread hand-off at every
+	// wake-up, which measured p50 latency 70-170 us pinned against 2-3 us not
+	// (bench/RESULTS.md); pin on machines with cores to spare for I/O.
 	PinSources bool
 	CPUs       []int
 	// Idle is how long an idle aggregator parks before it looks at the watermark again.
@@ -48,19 +51,19 @@ type Config struct {
 // DefaultConfig returns the configuration used by `klagg replay` and the benchmarks.
 func DefaultConfig() Config {
 	rc := ring.DefaultConfig()
-	// Consumers keep yielding for 100 us before they park: measured here, a park
-	// and wake-up costs tens of microseconds per hop, which put p99 hand-off to
-	// kline update at ~240 us with parking at once and ~70-90 us with this.
-	// An idle daemon still parks, so it burns no core.
-	rc.YieldFor = 100 * time.Microsecond
+	// Consumers keep yielding for 300 us before they park: measured here (klagg
+	// bench, 100k trades/s, 2 cores), a park and wake-up costs tens of
+	// microseconds per hop; p99 hand-off to kline update was ~240 us parking at
+	// once, ~200 us yielding 100 us, 18-82 us yielding 300 us. An idle daemon
+	// still parks, so it burns no core (bench/RESULTS.md).
+	rc.YieldFor = 300 * time.Microsecond
 	return Config{
-		Shards:     2,
-		Batch:      256,
-		Ring:       rc,
-		Parse:      parse.DefaultConfig(),
-		Shard:      shard.DefaultConfig(),
-		PinSources: true,
-		Idle:       20 * time.Millisecond,
+		Shards: 2,
+		Batch:  256,
+		Ring:   rc,
+		Parse:  parse.DefaultConfig(),
+		Shard:  shard.DefaultConfig(),
+		Idle:   20 * time.Millisecond,
 	}
 }
 

@@ -22,6 +22,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Frames, "frames", 2_000_000, "synthetic frames generated once and replayed")
 	fs.StringVar(&cfg.Market, "market", cfg.Market, "futures or spot frame layout and intervals")
 	fs.DurationVar(&cfg.YieldFor, "yield-for", cfg.YieldFor, "ring waiters yield this long before parking (negative: pipeline default)")
+	fs.BoolVar(&cfg.Pin, "pin", false, "lock the source goroutine to an OS thread")
 	cpu := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	mem := fs.String("memprofile", "", "write an allocation profile to this file")
 	if err := fs.Parse(args); err != nil {

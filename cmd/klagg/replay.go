@@ -26,6 +26,7 @@ type engineFlags struct {
 	memprof   string
 	debug     bool
 	cpus      string
+	pin       bool
 }
 
 func (e *engineFlags) register(fs *flag.FlagSet) {
@@ -37,7 +38,8 @@ func (e *engineFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&e.cpuprof, "cpuprofile", "", "write a CPU profile to this file")
 	fs.StringVar(&e.memprof, "memprofile", "", "write an allocation profile to this file")
 	fs.BoolVar(&e.debug, "debug", false, "debug logging")
-	fs.StringVar(&e.cpus, "cpus", "", "comma-separated CPUs to bind source goroutines to, round robin (Linux)")
+	fs.BoolVar(&e.pin, "pin", false, "lock each source (I/O) goroutine to an OS thread")
+	fs.StringVar(&e.cpus, "cpus", "", "comma-separated CPUs to bind source goroutines to, round robin (Linux; implies --pin)")
 }
 
 func (e *engineFlags) config() (pipeline.Config, error) {
@@ -58,6 +60,7 @@ func (e *engineFlags) config() (pipeline.Config, error) {
 	cfg.Shards = e.shards
 	cfg.Shard.Grace = e.grace.Milliseconds()
 	cfg.FlushOpen = e.flushOpen
+	cfg.PinSources = e.pin
 	for _, c := range splitList(e.cpus) {
 		n, err := strconv.Atoi(c)
 		if err != nil || n < 0 {
@@ -65,6 +68,7 @@ func (e *engineFlags) config() (pipeline.Config, error) {
 		}
 		cfg.CPUs = append(cfg.CPUs, n)
 	}
+	cfg.PinSources = e.pin || len(cfg.CPUs) > 0
 	return cfg, nil
 }
 
