@@ -170,6 +170,7 @@ func capacityStep(ctx context.Context, cfg CapacityConfig, rate float64, dur tim
 	if err := <-done; err != nil {
 		return st, err
 	}
+	live.Wait()
 	ps := p.Stats()
 	st.Applied = int64(ps.Shard.Trades) // the live slots drop duplicates before the shards
 	st.Lost = max(0, st.Produced-st.Applied)

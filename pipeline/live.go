@@ -113,6 +113,7 @@ type Live struct {
 	clk    clock
 
 	universe map[string]int // symbol -> slot
+	wg       sync.WaitGroup // Start's goroutines
 	// listedSince is the exchange time just before the last universe read: a
 	// symbol absent then and listed at the next read traded at most since then.
 	listedSince int64
@@ -202,10 +203,14 @@ func (l *Live) Clock() int64 { return l.clk.now() }
 func (l *Live) Start(ctx context.Context, p *Pipeline) {
 	l.p = p
 	for range max(1, l.cfg.FillWorkers) {
-		go l.filler(ctx)
+		l.wg.Go(func() { l.filler(ctx) })
 	}
-	go l.manage(ctx)
+	l.wg.Go(func() { l.manage(ctx) })
 }
+
+// Wait returns when the goroutines Start started have stopped (after ctx ends),
+// so no request of the daemon outlives it.
+func (l *Live) Wait() { l.wg.Wait() }
 
 // Stats returns the live feed's counters.
 func (l *Live) Stats() LiveStats {

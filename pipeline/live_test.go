@@ -164,6 +164,7 @@ func (d *daemon) stop() *Stats {
 	if !d.col.closed {
 		d.t.Fatal("sink was not closed")
 	}
+	d.live.Wait()
 	d.stats = d.p.Stats()
 	return d.stats
 }

@@ -31,6 +31,7 @@ type slot struct {
 
 	wake      chan struct{} // the manager changed wanted
 	results   chan fillResult
+	asking    sync.WaitGroup // stale checks under way; Run waits for them
 	connected atomic.Bool
 
 	// Owned by the slot goroutine.
@@ -195,6 +196,7 @@ func (s *slot) Run(ctx context.Context, f *Feeder) error {
 		s.log.Warn("connection lost; reconnecting", zap.Error(err), zap.Duration("retry_in", wait))
 		s.idleFor(ctx, wait)
 	}
+	s.asking.Wait() // no REST request of this slot outlives the pipeline
 	s.f.Flush()
 	return nil
 }
@@ -351,7 +353,11 @@ func (s *slot) serve(ctx context.Context, conn *exchange.Conn) error {
 			s.probeRecent()
 			if q, ok := s.staleQuestion(s.heardAt); ok && !asking {
 				asking = true
-				go func() { answer <- s.l.stale(ctx, q) }()
+				s.asking.Add(1)
+				go func() {
+					defer s.asking.Done()
+					answer <- s.l.stale(ctx, q)
+				}()
 			}
 		}
 		select {

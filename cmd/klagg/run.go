@@ -99,8 +99,12 @@ func runLive(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	live.Start(ctx, p)
 	runErr := p.Run(ctx)
+	cancel() // the pipeline may also stop on its own error
+	live.Wait()
 	if err := stop(); err != nil {
 		return err
 	}
