@@ -3,6 +3,8 @@ package parse
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -146,4 +148,32 @@ func BenchmarkDecodeCSV(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "trades/s")
+}
+
+// BenchmarkExchangeInfo reads the 1.8 MB spot exchangeInfo, the large document
+// simdjson-go is kept for, beside encoding/json.
+//
+//	go test -run '^$' -bench ExchangeInfo -benchmem ./parse/
+func BenchmarkExchangeInfo(b *testing.B) {
+	body, err := os.ReadFile(filepath.Join("..", "..", "shared", "data", "binance", "spot-exchangeInfo-2021-10-12.json"))
+	if err != nil {
+		b.Skipf("real Binance data not available: %v", err)
+	}
+	for _, e := range []struct {
+		name string
+		f    func([]byte) ([]SymbolInfo, error)
+	}{{"simd", exchangeInfoSIMD}, {"std", exchangeInfoStd}} {
+		if e.name == "simd" && !SIMDSupported() {
+			continue
+		}
+		b.Run("engine="+e.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if infos, err := e.f(body); err != nil || len(infos) != 1695 {
+					b.Fatalf("%d symbols, %v", len(infos), err)
+				}
+			}
+		})
+	}
 }
