@@ -60,7 +60,22 @@ func lazyAmbiguous(frame []byte) bool {
 // accepts them: lone surrogate escapes, float64 overflow, deep nesting.
 func simdQuirk(frame []byte) bool {
 	return bytes.Contains(bytes.ToLower(frame), []byte(`\ud`)) || bytes.ContainsAny(frame, "eE") && bytes.ContainsAny(frame, "0123456789") ||
-		bytes.Count(frame, []byte("["))+bytes.Count(frame, []byte("{")) > 100
+		bytes.Count(frame, []byte("["))+bytes.Count(frame, []byte("{")) > 100 || longestDigits(frame) > 308
+}
+
+// longestDigits is the longest run of decimal digits: an integer literal of more
+// than 308 digits overflows float64, which simdjson-go rejects as a document.
+func longestDigits(b []byte) int {
+	longest, run := 0, 0
+	for _, c := range b {
+		if '0' <= c && c <= '9' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	return longest
 }
 
 func FuzzDecode(f *testing.F) {
