@@ -194,3 +194,58 @@ func build(dst *Trade, o *object, syms *Symbols, symbol uint32, needSymbol, need
 	}
 	return nil
 }
+
+// assign stores the raw JSON value v of key in o, for the engines that hold
+// values as raw JSON text (the general scanner and the encoding/json twin); unq
+// turns a JSON string token into its bytes. It reports whether key is "data",
+// whose value the caller decodes itself.
+func (o *object) assign(key, v []byte, unq func([]byte) []byte) (data bool) {
+	c := v[0]
+	isString := c == '"'
+	if f := intFieldOf(key); f >= 0 {
+		if c == '-' || isDigit(c) {
+			o.setInt(f, v)
+		} else {
+			o.setWrongType(f)
+		}
+		return false
+	}
+	if f := stringFieldOf(key); f >= 0 {
+		if isString {
+			o.setString(f, unq(v))
+		} else {
+			o.setWrongType(f)
+		}
+		return false
+	}
+	switch string(key) {
+	case "m":
+		if c == 't' || c == 'f' {
+			o.seen |= 1 << fieldM
+			o.typed |= 1 << fieldM
+			o.m = c == 't'
+		} else {
+			o.setWrongType(fieldM)
+		}
+	case "e":
+		o.hasE = isString
+		if isString {
+			o.e = unq(v)
+		}
+	case "stream":
+		o.hasStream = isString
+		if isString {
+			o.stream = unq(v)
+		}
+	case "data":
+		o.hasData = true
+		return true
+	case "id":
+		o.hasID = true
+	case "result":
+		o.hasResult = true
+	case "error":
+		o.hasErr = true
+	}
+	return false
+}

@@ -132,54 +132,8 @@ func (s *scanner) object(o *object, dataStart, dataEnd *int) bool {
 
 // record stores the value at s.b[start:s.i] under key.
 func (s *scanner) record(o *object, key []byte, start int, dataStart, dataEnd *int) {
-	v := s.b[start:s.i]
-	c := v[0]
-	isString := c == '"'
-	isNumber := c == '-' || isDigit(c)
-	if f := intFieldOf(key); f >= 0 {
-		if isNumber {
-			o.setInt(f, v)
-		} else {
-			o.setWrongType(f)
-		}
-		return
-	}
-	if f := stringFieldOf(key); f >= 0 {
-		if isString {
-			o.setString(f, unquote(v))
-		} else {
-			o.setWrongType(f)
-		}
-		return
-	}
-	switch string(key) {
-	case "m":
-		if c == 't' || c == 'f' {
-			o.seen |= 1 << fieldM
-			o.typed |= 1 << fieldM
-			o.m = c == 't'
-		} else {
-			o.setWrongType(fieldM)
-		}
-	case "e":
-		o.hasE = isString
-		if isString {
-			o.e = unquote(v)
-		}
-	case "stream":
-		o.hasStream = isString
-		if isString {
-			o.stream = unquote(v)
-		}
-	case "data":
-		o.hasData = true
+	if o.assign(key, s.b[start:s.i], unquote) {
 		*dataStart, *dataEnd = start, s.i
-	case "id":
-		o.hasID = true
-	case "result":
-		o.hasResult = true
-	case "error":
-		o.hasErr = true
 	}
 }
 

@@ -50,57 +50,16 @@ func DecodeStd(dst *Trade, frame []byte, syms *Symbols) (Kind, error) {
 func objectFromMap(m map[string]json.RawMessage) object {
 	var o object
 	for k, v := range m {
-		key := []byte(k)
-		c := v[0]
-		isNumber := c == '-' || isDigit(c)
-		var str []byte
-		isString := c == '"'
-		if isString {
-			var s string
-			if err := json.Unmarshal(v, &s); err != nil {
-				panic("BUG: parse: valid JSON string failed to unmarshal")
-			}
-			str = []byte(s)
-		}
-		if f := intFieldOf(key); f >= 0 {
-			if isNumber {
-				o.setInt(f, v)
-			} else {
-				o.setWrongType(f)
-			}
-			continue
-		}
-		if f := stringFieldOf(key); f >= 0 {
-			if isString {
-				o.setString(f, str)
-			} else {
-				o.setWrongType(f)
-			}
-			continue
-		}
-		switch k {
-		case "m":
-			var b bool
-			if json.Unmarshal(v, &b) == nil && c != 'n' {
-				o.seen |= 1 << fieldM
-				o.typed |= 1 << fieldM
-				o.m = b
-			} else {
-				o.setWrongType(fieldM)
-			}
-		case "e":
-			o.hasE, o.e = isString, str
-		case "stream":
-			o.hasStream, o.stream = isString, str
-		case "data":
-			o.hasData = true
-		case "id":
-			o.hasID = true
-		case "result":
-			o.hasResult = true
-		case "error":
-			o.hasErr = true
-		}
+		o.assign([]byte(k), v, unquoteStd)
 	}
 	return o
+}
+
+// unquoteStd is encoding/json's reading of a JSON string token.
+func unquoteStd(v []byte) []byte {
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		panic("BUG: parse: valid JSON string failed to unmarshal")
+	}
+	return []byte(s)
 }
