@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/klagg/klagg/bench"
@@ -41,9 +39,7 @@ func runBench(ctx context.Context, args []string) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return printJSON(res)
 	}
 	fmt.Printf("klagg      %.0f trades/s (%d shards, %d symbols, %d intervals), %.3f allocs/trade\n", res.TradesPerSec, res.Shards, res.Symbols, res.Intervals, res.AllocsPerTrade)
 	fmt.Printf("naive      %.0f trades/s   speedup %.1fx\n", res.NaiveTradesPerSec, res.SpeedupVsNaive)

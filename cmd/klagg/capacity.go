@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -45,9 +43,7 @@ func runCapacity(ctx context.Context, args []string) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return printJSON(res)
 	}
 	for _, s := range res.Steps {
 		fmt.Printf("offered %9.0f/s  achieved %9.0f/s  lost %d  p99 %8.0f us  %s\n", s.OfferedRate, s.AchievedRate, s.Lost, s.P99LatencyUS, s.FailureReason)

@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -70,6 +71,13 @@ func usage() {
 	}
 	b.WriteString("\nRun 'klagg <command> -h' for a command's flags.\n")
 	fmt.Fprint(os.Stderr, b.String())
+}
+
+// printJSON prints a result as one indented JSON object on stdout.
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // newLogger returns a sampled console logger on stderr: bad frames are logged with a
