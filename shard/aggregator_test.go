@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -608,6 +609,13 @@ func TestAppendCSV(t *testing.T) {
 	}
 	if n := len(bytes.Split([]byte(CSVHeader), []byte(","))); n != 12 {
 		t.Fatal(n)
+	}
+	// Data-quality flags replace the ignore column; a correction is exact and is not one.
+	for flags, last := range map[Flags]string{FlagCorrected | FlagEmpty: ",0", FlagGap | FlagCorrected: ",gap", FlagOverflow | FlagGap: ",overflow|gap"} {
+		k.Flags = flags
+		if got := string(k.AppendCSV(nil)); !strings.HasSuffix(got, "0.0000005,0"+last) {
+			t.Errorf("flags %v: %s", flags, got)
+		}
 	}
 }
 

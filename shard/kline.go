@@ -62,8 +62,15 @@ const CSVHeader = "open_time,open,high,low,close,volume,close_time,quote_volume,
 
 const quoteScale = 2 * parse.Scale
 
+// QualityFlags are the flags that say a kline's numbers cannot be trusted as
+// Binance's: AppendCSV writes them in the ignore column, which is 0 otherwise.
+const QualityFlags = FlagOverflow | FlagGap
+
 // AppendCSV appends k as one CSV row in CSVHeader's column order, without a
-// newline, numbers in their shortest exact decimal form.
+// newline, numbers in their shortest exact decimal form. The last column, which
+// Binance leaves 0, carries k's QualityFlags by name ("gap", "overflow|gap") when
+// any is set, so a kline with lost trades or saturated sums is never mistaken for
+// an exact one.
 func (k *Kline) AppendCSV(dst []byte) []byte {
 	dst = strconv.AppendInt(dst, k.OpenTime, 10)
 	dst = append(dst, ',')
@@ -86,6 +93,10 @@ func (k *Kline) AppendCSV(dst []byte) []byte {
 	dst = k.TakerBuyVolume.AppendDecimal(dst, parse.Scale)
 	dst = append(dst, ',')
 	dst = k.TakerBuyQuoteVolume.AppendDecimal(dst, quoteScale)
+	if q := k.Flags & QualityFlags; q != 0 {
+		dst = append(dst, ',')
+		return append(dst, q.String()...)
+	}
 	return append(dst, ",0"...)
 }
 
