@@ -1,9 +1,7 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net"
@@ -11,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"runtime"
 	"slices"
 	"sort"
@@ -234,38 +231,27 @@ type restRecord struct {
 	status int
 }
 
-// restProxy stands between the daemon and fakex's REST API: it records every
-// request with its timing, and answers "time" with start until fakex's replay
-// has sent a trade. fakex reads the wall clock until then and the recording's
-// clock afterwards, years earlier, where Binance's clock never jumps back; the
-// daemon would close klines up to today before the first recorded trade. (A fix
-// belongs in fakex: start a replay's clock at its first trade.)
+// restProxy stands between the daemon and fakex's REST API and records every
+// request with its timing.
 type restProxy struct {
-	srv   *fakex.Server
-	start int64 // 0: forward "time" as it is
-	http  *httptest.Server
-	mu    sync.Mutex
-	log   []restRecord
+	http *httptest.Server
+	mu   sync.Mutex
+	log  []restRecord
 }
 
-func newRESTProxy(t testing.TB, srv *fakex.Server, start int64) *restProxy {
+func newRESTProxy(t testing.TB, srv *fakex.Server) *restProxy {
 	t.Helper()
 	target, err := url.Parse(srv.RESTURL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp := &restProxy{srv: srv, start: start}
+	rp := &restProxy{}
 	fwd := httputil.NewSingleHostReverseProxy(target)
 	rp.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := restRecord{path: r.URL.Path, at: time.Now(), status: http.StatusOK}
-		if rp.start != 0 && strings.HasSuffix(r.URL.Path, "/time") && len(srv.Produced()) == 0 {
-			fmt.Fprintf(w, `{"serverTime":%d}`, rp.start)
-		} else {
-			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-			fwd.ServeHTTP(sw, r)
-			rec.status = sw.status
-		}
-		rec.done = time.Now()
+		rec := restRecord{path: r.URL.Path, at: time.Now()}
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		fwd.ServeHTTP(sw, r)
+		rec.status, rec.done = sw.status, time.Now()
 		rp.mu.Lock()
 		rp.log = append(rp.log, rec)
 		rp.mu.Unlock()
@@ -301,31 +287,6 @@ func (w *statusWriter) WriteHeader(status int) {
 	w.ResponseWriter.WriteHeader(status)
 }
 
-// firstTradeTime returns the trade time of the first aggTrade of a recording.
-func firstTradeTime(t testing.TB, path string) int64 {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range bytes.Lines(b) {
-		if !bytes.Contains(line, []byte(`"e":"aggTrade"`)) {
-			continue
-		}
-		var f struct {
-			Data struct {
-				T int64 `json:"T"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal(line, &f); err != nil {
-			t.Fatal(err)
-		}
-		return f.Data.T
-	}
-	t.Fatalf("%s has no aggTrade", path)
-	return 0
-}
-
 // TestLiveRecording runs the daemon against fakex replaying a real futures
 // recording, with each fault alone and all together, and checks that its closed
 // klines equal a plain replay of the same file and that no trade was lost.
@@ -337,7 +298,6 @@ func TestLiveRecording(t *testing.T) {
 	if len(want.klines) == 0 {
 		t.Fatal("the replay closed no klines")
 	}
-	start := firstTradeTime(t, path) - 1
 	// The daemon's two connections carry AKRO+KEEP (13 aggTrades) and CTK+SUSHI
 	// (78): frame counts are chosen so that each fault fires on both or at least
 	// on the busy one, and no withheld id is a symbol's last one (nothing later
@@ -383,7 +343,6 @@ func TestLiveRecording(t *testing.T) {
 			fcfg.PingEvery, fcfg.PongTimeout = 300*time.Millisecond, 2*time.Second
 			srv := startFakex(t, fcfg)
 			lcfg := liveTestConfig(srv)
-			lcfg.Endpoints.REST = newRESTProxy(t, srv, start).http.URL
 			lcfg.Conns = 2
 			d := startDaemon(t, srv, lcfg, livePipelineConfig(t))
 			select {
@@ -608,7 +567,7 @@ func TestLiveRotation(t *testing.T) {
 	f := fakex.DefaultConfig()
 	f.Symbols, f.Rate, f.WaitConns = 2, 2000, 2
 	srv := startFakex(t, f)
-	proxy := newRESTProxy(t, srv, 0)
+	proxy := newRESTProxy(t, srv)
 	lcfg := liveTestConfig(srv)
 	lcfg.Endpoints.REST = proxy.http.URL
 	lcfg.Conns = 4
@@ -659,7 +618,7 @@ func TestLiveRateLimit(t *testing.T) {
 	fcfg := fakex.DefaultConfig()
 	fcfg.Symbols, fcfg.Rate, fcfg.Faults, fcfg.WaitConns = symbols, 1500, f, 1
 	srv := startFakex(t, fcfg)
-	proxy := newRESTProxy(t, srv, 0)
+	proxy := newRESTProxy(t, srv)
 	lcfg := liveTestConfig(srv)
 	lcfg.Endpoints.REST = proxy.http.URL
 	lcfg.Conns = 1
