@@ -1,7 +1,10 @@
 package shard
 
 import (
+	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/klagg/klagg/parse"
 )
@@ -21,7 +24,20 @@ const (
 	// FlagGap marks a kline overlapping a trade-id gap that could not be filled
 	// (set by MarkGap).
 	FlagGap
+	// FlagPartial marks a kline that misses trades made before klagg followed the
+	// symbol (the first kline of each interval after a start or a listing) and
+	// that REST could not, or not yet, complete.
+	FlagPartial
+	// FlagLate marks a closed kline a trade arrived for after it had left the
+	// correction history: the trade was counted and dropped, so the kline misses it.
+	FlagLate
+	// FlagREST marks a kline built in part or whole from Binance's REST klines
+	// rather than from trades (exact, but without aggTrade ids for that part).
+	FlagREST
 )
+
+// flagNames are the names String writes, bit by bit.
+var flagNames = [...]string{"empty", "corrected", "overflow", "gap", "partial", "late", "rest"}
 
 // String lists the set flags, e.g. "empty|corrected", or "-" for none.
 func (f Flags) String() string {
@@ -29,7 +45,7 @@ func (f Flags) String() string {
 		return "-"
 	}
 	var b []byte
-	for i, n := range [...]string{"empty", "corrected", "overflow", "gap"} {
+	for i, n := range flagNames {
 		if f&(1<<i) != 0 {
 			if len(b) > 0 {
 				b = append(b, '|')
@@ -64,7 +80,23 @@ const quoteScale = 2 * parse.Scale
 
 // QualityFlags are the flags that say a kline's numbers cannot be trusted as
 // Binance's: AppendCSV writes them in the ignore column, which is 0 otherwise.
-const QualityFlags = FlagOverflow | FlagGap
+const QualityFlags = FlagOverflow | FlagGap | FlagPartial | FlagLate
+
+// ParseFlags parses what String writes ("-" or names joined by '|').
+func ParseFlags(s string) (Flags, error) {
+	var f Flags
+	if s == "-" || s == "" {
+		return 0, nil
+	}
+	for name := range strings.SplitSeq(s, "|") {
+		i := slices.Index(flagNames[:], name)
+		if i < 0 {
+			return 0, fmt.Errorf("cannot parse kline flag %q", name)
+		}
+		f |= 1 << i
+	}
+	return f, nil
+}
 
 // AppendCSV appends k as one CSV row in CSVHeader's column order, without a
 // newline, numbers in their shortest exact decimal form. The last column, which
