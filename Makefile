@@ -5,7 +5,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 10s
 PKGS        := ./...
 
-.PHONY: build run demo test check bench fuzz profile capacity clean
+.PHONY: build run demo test check bench fuzz profile clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/klagg
@@ -36,11 +36,16 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./parse ./ring ./shard ./bench
 	./$(BIN) bench --json --duration 10s
 
-# Short, bounded fuzzing of every decoder (go test -fuzz takes one target at a time).
+# Short, bounded fuzzing of every Fuzz target of every package, invariant checks on
+# (go test -fuzz takes one target at a time). Tests that do not compile fail the
+# target instead of hiding their fuzzers.
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-			echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	@targets=$$($(GO) test -tags invariants -list '^Fuzz' $(PKGS) 2>&1) || { echo "$$targets"; exit 1; }; \
+	echo "$$targets" | awk '/^Fuzz/ { names = names " " $$1 } /^ok / { if (names != "") print $$2 names; names = "" }' | \
+	while read -r pkg names; do \
+		for t in $$names; do \
+			echo "fuzz $$pkg $$t for $(FUZZTIME)"; \
+			$(GO) test -tags invariants -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 		done; \
 	done
 

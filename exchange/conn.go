@@ -63,18 +63,22 @@ func (c ConnConfig) withDefaults() ConnConfig {
 type ConnStats struct {
 	Messages        uint64 // data messages returned by Read
 	Bytes           uint64 // payload bytes of those messages
+	EmptyMessages   uint64 // data messages of zero bytes: nothing to return, Read returned nil
 	Fragments       uint64 // continuation frames reassembled
-	PingsAnswered   uint64 // pings answered with a pong
-	PongsReceived   uint64 // unsolicited or answered pongs, ignored
+	PingsAnswered   uint64 // pings from the server answered with a pong
+	PongsReceived   uint64 // every pong received, solicited or not
+	PingsSent       uint64 // pings sent by Ping
+	PongsMatched    uint64 // pongs that answered a ping sent by Ping
 	MessagesWritten uint64 // WriteText messages sent
-	WriteWaits      uint64 // WriteText calls that waited for the message rate limit
+	WriteWaits      uint64 // WriteText and Ping calls that waited for the message rate limit
 }
 
 // Conn is one client WebSocket connection to Binance.
 //
-// One goroutine calls Read (and SetReadDeadline); WriteText, Close and Stats
-// may be called from any goroutine. Lock order: Read takes wmu only to send
-// pongs and close replies; nothing else is locked while wmu is held.
+// One goroutine calls Read (and Poll, Buffered, SetReadDeadline); WriteText,
+// Ping, UnansweredPing, Close and Stats may be called from any goroutine. Lock
+// order: Read takes wmu only to send pongs and close replies and to note the
+// pong of a ping; nothing else is locked while wmu is held.
 type Conn struct {
 	nc  net.Conn
 	r   *bufio.Reader
@@ -86,18 +90,35 @@ type Conn struct {
 	buf  []byte    // Read's buffer when the caller passes nil
 	err  error     // sticky: after any read error the stream is out of sync
 
-	// Write side.
+	// Write side, and the client's pings, under wmu.
 	wmu    sync.Mutex
 	wbuf   []byte
 	win    slidingWindow
 	closed bool // close frame sent or socket closed
+	pings  pingState
 
 	closing atomic.Bool // Close was called: Read errors become ErrClosed
 	now     func() time.Time
 	sleep   func(time.Duration)
 
-	messages, bytes, fragments, pings, pongs, written, writeWaits atomic.Uint64
+	messages, bytes, empty, fragments, pingsAnswered, pongs, written, writeWaits atomic.Uint64
+	pingsSent, pongsMatched                                                      atomic.Uint64
 }
+
+// pingState follows the pings the client sends (Ping) and their pongs. A
+// ping's payload is the connection's random nonce and the ping's sequence
+// number, 8 bytes each, big-endian; a pong answers every ping up to the one it
+// echoes (RFC 6455 lets a peer answer only the latest of several pings).
+type pingState struct {
+	nonce    uint64    // random per connection: a pong echoing another payload matches nothing
+	sent     uint64    // sequence number of the latest ping sent (0: none yet)
+	answered uint64    // sequence number of the latest ping answered
+	waiting  time.Time // send time of the oldest ping without its pong; zero when none waits
+	last     time.Time // send time of the latest ping
+	buf      [pingPayloadSize]byte
+}
+
+const pingPayloadSize = 16
 
 // Dial connects to url (ws:// or wss://) and completes the WebSocket
 // handshake within cfg.HandshakeTimeout or ctx, whichever ends first. ctx
@@ -126,25 +147,38 @@ func newConn(nc net.Conn, src io.Reader, cfg ConnConfig) *Conn {
 		r:     bufio.NewReaderSize(src, cfg.ReadBufferSize),
 		cfg:   cfg,
 		win:   newSlidingWindow(cfg.MessagesPerSecond, time.Second),
+		pings: pingState{nonce: rand.Uint64()},
 		now:   time.Now,
 		sleep: time.Sleep,
 	}
 }
 
-// Read returns the next complete text or binary message, reassembled from its
-// fragments into buf[:0] (buf's contents are overwritten). If the message does
-// not fit in cap(buf), a larger buffer is allocated, up to cfg.MaxFrame; pass
-// the returned slice back (msg[:0]) to keep it. With buf == nil, Read uses and
-// keeps an internal buffer. The result is valid until the next Read.
+// Read reads one unit of the stream: either a complete text or binary message,
+// or one control frame received between messages.
 //
-// On the way, Read answers pings with a pong carrying the same payload, ignores
-// pongs, and answers a close frame with a close frame, returning an error
+//   - A message of at least one byte is returned, reassembled from its
+//     fragments into buf[:0] (buf's contents are overwritten). If it does not
+//     fit in cap(buf), a larger buffer is allocated, up to cfg.MaxFrame; pass
+//     the returned slice back (msg[:0]) to keep it. With buf == nil, Read uses
+//     and keeps an internal buffer. The result is valid until the next Read.
+//   - A control frame between messages is handled and Read returns (nil, nil):
+//     no message. A ping is answered with a pong carrying its payload; a pong
+//     is counted and, when it answers a Ping, noted (see UnansweredPing). Read
+//     returns rather than wait for the next message, so a reader that polls
+//     (Poll, Buffered) never blocks on a connection that delivered only a ping.
+//     Control frames inside a fragmented message are handled on the way and do
+//     not end the Read.
+//   - An empty message (zero bytes) carries nothing to decode: Read counts it
+//     (ConnStats.EmptyMessages) and returns (nil, nil) as well.
+//
+// So len(msg) == 0 always means "no message" and never stands for one; the
+// sequence of results depends only on the bytes received, never on how they
+// were split into reads.
+//
+// A close frame is answered with a close frame and Read returns an error
 // wrapping ErrClosed with the code and reason. A message larger than MaxFrame
 // returns ErrFrameTooLarge; RFC violations return ErrProtocol. Every error is
-// final: the connection is out of step and must be closed. When only control
-// frames were buffered (a ping and nothing behind it), Read returns a nil message
-// and a nil error instead of waiting for the next message: poll again (an
-// empty message reads the same: there is nothing to decode either way).
+// final: the connection is out of step and must be closed.
 //
 // Only one goroutine may call Read. It does not allocate in steady state.
 func (c *Conn) Read(buf []byte) ([]byte, error) {
@@ -169,10 +203,9 @@ func (c *Conn) Read(buf []byte) ([]byte, error) {
 			if err := c.control(h); err != nil {
 				return nil, err
 			}
-			if !inMessage && c.r.Buffered() == 0 {
-				// Only control frames were at hand (a ping, answered): return
-				// rather than block until the next message, so a reader that
-				// polls gets its turn back.
+			if !inMessage {
+				// Return whatever else is buffered, so that a reader that polls
+				// gets its turn back and the results never depend on buffering.
 				return nil, nil
 			}
 			continue
@@ -209,6 +242,10 @@ func (c *Conn) Read(buf []byte) ([]byte, error) {
 			c.buf = msg[:0]
 		}
 		if h.Fin {
+			if len(msg) == 0 {
+				c.empty.Add(1)
+				return nil, nil
+			}
 			c.messages.Add(1)
 			c.bytes.Add(uint64(len(msg)))
 			return msg, nil
@@ -216,8 +253,6 @@ func (c *Conn) Read(buf []byte) ([]byte, error) {
 	}
 }
 
-// grow returns a copy of msg with capacity at least n: doubling, capped at
-// MaxFrame (n <= MaxFrame is checked by the caller).
 // Buffered reports how many received bytes wait in the read buffer: a reader that
 // finds 0 has drained what the socket gave it, the moment to publish a batch.
 func (c *Conn) Buffered() int { return c.r.Buffered() }
@@ -249,6 +284,8 @@ func (c *Conn) Poll(timeout time.Duration) (bool, error) {
 	return false, c.failRead(err)
 }
 
+// grow returns a copy of msg with capacity at least n: doubling, capped at
+// MaxFrame (n <= MaxFrame is checked by the caller).
 func (c *Conn) grow(msg []byte, n int) []byte {
 	newCap := max(n, 2*cap(msg), 4096)
 	newCap = min(newCap, max(n, c.cfg.MaxFrame))
@@ -278,9 +315,10 @@ func (c *Conn) control(h ws.Header) error {
 		if err != nil {
 			return c.failRead(fmt.Errorf("cannot answer ping: %w", err))
 		}
-		c.pings.Add(1)
+		c.pingsAnswered.Add(1)
 	case ws.OpPong:
 		c.pongs.Add(1)
+		c.pong(p)
 	case ws.OpClose:
 		code, reason := ws.ParseCloseFrameData(p)
 		reply := code
@@ -357,36 +395,117 @@ func (c *Conn) writeFrame(op ws.OpCode, p []byte) error {
 	return err
 }
 
-// WriteText sends msg as one text frame (a control message such as
-// SUBSCRIBE). It waits rather than send more than cfg.MessagesPerSecond
-// messages in any one-second window (pongs included). Safe for concurrent use
-// with Read and other writers.
-func (c *Conn) WriteText(msg []byte) error {
+// admit waits until the message window lets one more message out, records it
+// and returns the time with c.wmu held; or returns ErrClosed, without wmu, once
+// the connection is closed.
+func (c *Conn) admit() (time.Time, error) {
 	waited := false
 	for {
 		c.wmu.Lock()
 		if c.closed {
 			c.wmu.Unlock()
-			return fmt.Errorf("cannot write message: %w", ErrClosed)
+			return time.Time{}, ErrClosed
 		}
 		now := c.now()
-		if d := c.win.wait(now); d > 0 {
-			c.wmu.Unlock()
-			if !waited {
-				waited = true
-				c.writeWaits.Add(1)
-			}
-			c.sleep(d)
-			continue
+		d := c.win.wait(now)
+		if d <= 0 {
+			c.win.record(now)
+			return now, nil
 		}
-		c.win.record(now)
-		err := c.writeFrame(ws.OpText, msg)
 		c.wmu.Unlock()
-		if err != nil {
-			return fmt.Errorf("cannot write message: %w", err)
+		if !waited {
+			waited = true
+			c.writeWaits.Add(1)
 		}
-		c.written.Add(1)
-		return nil
+		c.sleep(d)
+	}
+}
+
+// WriteText sends msg as one text frame (a control message such as
+// SUBSCRIBE). It waits rather than send more than cfg.MessagesPerSecond
+// messages in any one-second window (pings and pongs included). Safe for
+// concurrent use with Read and other writers.
+func (c *Conn) WriteText(msg []byte) error {
+	if _, err := c.admit(); err != nil {
+		return fmt.Errorf("cannot write message: %w", err)
+	}
+	err := c.writeFrame(ws.OpText, msg)
+	c.wmu.Unlock()
+	if err != nil {
+		return fmt.Errorf("cannot write message: %w", err)
+	}
+	c.written.Add(1)
+	return nil
+}
+
+// Ping sends a ping with a fresh payload (the connection's nonce and the next
+// sequence number), within the message rate limit like WriteText: on spot a
+// ping counts against the 5 messages per second as pongs and SUBSCRIBEs do.
+// Read notes the pong that echoes it; UnansweredPing tells whether it came.
+// A reader uses the pair as a cheap liveness check of the server:
+//
+//	if sent, ok := conn.UnansweredPing(); ok {
+//		if time.Since(sent) > pongTimeout { /* dead: close and reconnect */ }
+//	} else if time.Since(lastPing) >= pingInterval {
+//		err = conn.Ping()
+//	}
+//
+// Safe for concurrent use with Read and other writers. It does not allocate.
+func (c *Conn) Ping() error {
+	now, err := c.admit()
+	if err != nil {
+		return fmt.Errorf("cannot send ping: %w", err)
+	}
+	st := &c.pings
+	seq := st.sent + 1
+	binary.BigEndian.PutUint64(st.buf[:8], st.nonce)
+	binary.BigEndian.PutUint64(st.buf[8:], seq)
+	err = c.writeFrame(ws.OpPing, st.buf[:])
+	if err == nil {
+		st.sent, st.last = seq, now
+		if st.waiting.IsZero() {
+			st.waiting = now
+		}
+	}
+	c.wmu.Unlock()
+	if err != nil {
+		return fmt.Errorf("cannot send ping: %w", err)
+	}
+	c.pingsSent.Add(1)
+	return nil
+}
+
+// UnansweredPing reports whether a ping sent by Ping still waits for its pong
+// and, if so, when the oldest such ping was sent (by the connection's clock,
+// time.Now). A pong answers the ping it echoes and every earlier one; when it
+// answers only some of several pings in flight, the wait of the rest counts
+// from the latest ping. Safe for concurrent use.
+func (c *Conn) UnansweredPing() (sent time.Time, ok bool) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.pings.waiting, !c.pings.waiting.IsZero()
+}
+
+// pong notes a pong whose payload p echoes a ping sent by Ping.
+func (c *Conn) pong(p []byte) {
+	if len(p) != pingPayloadSize {
+		return
+	}
+	nonce, seq := binary.BigEndian.Uint64(p[:8]), binary.BigEndian.Uint64(p[8:])
+	c.wmu.Lock()
+	st := &c.pings
+	matched := nonce == st.nonce && st.answered < seq && seq <= st.sent
+	if matched {
+		st.answered = seq
+		if seq == st.sent {
+			st.waiting = time.Time{}
+		} else {
+			st.waiting = st.last
+		}
+	}
+	c.wmu.Unlock()
+	if matched {
+		c.pongsMatched.Add(1)
 	}
 }
 
@@ -417,9 +536,12 @@ func (c *Conn) Stats() ConnStats {
 	return ConnStats{
 		Messages:        c.messages.Load(),
 		Bytes:           c.bytes.Load(),
+		EmptyMessages:   c.empty.Load(),
 		Fragments:       c.fragments.Load(),
-		PingsAnswered:   c.pings.Load(),
+		PingsAnswered:   c.pingsAnswered.Load(),
 		PongsReceived:   c.pongs.Load(),
+		PingsSent:       c.pingsSent.Load(),
+		PongsMatched:    c.pongsMatched.Load(),
 		MessagesWritten: c.written.Load(),
 		WriteWaits:      c.writeWaits.Load(),
 	}

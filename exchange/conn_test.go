@@ -121,16 +121,74 @@ func TestConnReadMessages(t *testing.T) {
 		t.Fatalf("message 3: %q, %v", got, err)
 	}
 	got, err = c.Read(got[:0])
-	if err != nil || len(got) != 0 {
-		t.Fatalf("empty message: %q, %v", got, err)
+	if err != nil || got != nil {
+		t.Fatalf("empty message: %q, %v; want no message (nil)", got, err)
 	}
 	s := c.Stats()
 	var total int
 	for _, m := range msgs {
 		total += len(m)
 	}
-	if s.Messages != 5 || s.Bytes != uint64(total) || s.Fragments != 0 {
-		t.Errorf("stats %+v, want 5 messages of %d bytes", s, total)
+	if s.Messages != 4 || s.EmptyMessages != 1 || s.Bytes != uint64(total) || s.Fragments != 0 {
+		t.Errorf("stats %+v, want 4 messages of %d bytes and 1 empty", s, total)
+	}
+}
+
+// TestConnReadControlFrames pins Read's contract around control frames: one
+// no-message result (nil, nil) per control frame between messages and per empty
+// message, none for control frames inside a fragmented message, whatever else is
+// buffered and however the bytes are split.
+func TestConnReadControlFrames(t *testing.T) {
+	frames := func(fs ...ws.Frame) []byte {
+		var b bytes.Buffer
+		for _, f := range fs {
+			if err := ws.WriteFrame(&b, f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return b.Bytes()
+	}
+	none := noMessage
+	tests := []struct {
+		name   string
+		stream []byte
+		want   []string
+		empty  uint64
+	}{
+		// The fuzzer's findings: a lone ping or pong, then a truncated header.
+		{"ping then partial header", []byte("\x89\x0100"), []string{none}, 0},
+		{"empty ping then partial header", []byte("\x89\x000"), []string{none}, 0},
+		{"pong then partial header", []byte("\x8a\x000"), []string{none}, 0},
+		{"ping before a message", frames(ws.NewPingFrame([]byte("p")), ws.NewTextFrame([]byte("a"))), []string{none, "a"}, 0},
+		{"pong between messages", frames(ws.NewTextFrame([]byte("a")), ws.NewPongFrame(nil), ws.NewTextFrame([]byte("b"))),
+			[]string{"a", none, "b"}, 0},
+		{"two pings in a row", frames(ws.NewPingFrame(nil), ws.NewPingFrame(nil), ws.NewBinaryFrame([]byte("c"))),
+			[]string{none, none, "c"}, 0},
+		{"ping and pong inside a fragmented message", frames(ws.NewFrame(ws.OpText, false, []byte("a")),
+			ws.NewPingFrame(nil), ws.NewPongFrame(nil), ws.NewFrame(ws.OpContinuation, true, []byte("b"))), []string{"ab"}, 0},
+		{"empty message", frames(ws.NewTextFrame(nil), ws.NewTextFrame([]byte("d"))), []string{none, "d"}, 1},
+		{"empty fragmented message", frames(ws.NewFrame(ws.OpText, false, nil), ws.NewFrame(ws.OpContinuation, true, nil)),
+			[]string{none}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for feed, src := range map[string]io.Reader{
+				"whole":        bytes.NewReader(tt.stream),
+				"byte by byte": oneByteReader{bytes.NewReader(tt.stream)},
+			} {
+				c := newConn(discardConn{}, src, ConnConfig{}.withDefaults())
+				got, err := readAll(t, c, c.cfg.MaxFrame)
+				if !slices.Equal(got, tt.want) {
+					t.Errorf("%s: results %q, want %q", feed, got, tt.want)
+				}
+				if errors.Is(err, ErrProtocol) || errors.Is(err, ErrClosed) || errors.Is(err, ErrFrameTooLarge) {
+					t.Errorf("%s: final error %v, want the end of the stream", feed, err)
+				}
+				if s := c.Stats(); s.EmptyMessages != tt.empty {
+					t.Errorf("%s: %d empty messages, want %d", feed, s.EmptyMessages, tt.empty)
+				}
+			}
+		})
 	}
 }
 

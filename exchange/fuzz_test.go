@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -32,11 +33,60 @@ func (o oneByteReader) Read(p []byte) (int, error) {
 	return o.r.Read(p)
 }
 
-// FuzzConnRead feeds arbitrary server bytes to Read, whole and split at every
-// byte: it must never panic, never return a message over MaxFrame, and both
-// feeds must give the same messages and the same final error class.
+// chunkReader hands out the stream in reads of varying sizes (1 to 16 bytes,
+// a sequence seeded by the stream's length), between the two extremes of
+// whole and byte by byte.
+type chunkReader struct {
+	r    io.Reader
+	next uint32
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	c.next = c.next*1103515245 + 12345
+	if n := int(c.next>>16)%16 + 1; len(p) > n {
+		p = p[:n]
+	}
+	return c.r.Read(p)
+}
+
+// noMessage marks a Read that returned no message (a control frame between
+// messages, or an empty message) in a readAll result.
+const noMessage = "<none>"
+
+// readAll reads c until its (final) error and returns every result in order,
+// a message as its text, no message as noMessage. It fails on a result that
+// breaks Read's contract: an empty but non-nil message, or one over maxFrame.
+func readAll(t *testing.T, c *Conn, maxFrame int) ([]string, error) {
+	var results []string
+	for {
+		msg, err := c.Read(nil)
+		if err != nil {
+			if msg != nil {
+				t.Fatalf("Read returned %q with error %v", msg, err)
+			}
+			return results, err
+		}
+		switch {
+		case msg == nil:
+			results = append(results, noMessage)
+		case len(msg) == 0:
+			t.Fatal("Read returned an empty non-nil message: an empty result must be nil")
+		case len(msg) > maxFrame:
+			t.Fatalf("message of %d bytes over MaxFrame", len(msg))
+		default:
+			results = append(results, string(msg))
+		}
+	}
+}
+
+// FuzzConnRead feeds arbitrary server bytes to Read whole, split at every byte
+// and split at varying points: it must never panic, never return a message over
+// MaxFrame or an empty non-nil one, and every feed must give the same results in
+// the same order (messages and no-message returns alike: Read's results depend
+// only on the bytes, never on how they arrive) and the same final error class.
+// Regression inputs live in testdata/fuzz/FuzzConnRead.
 //
-//	go test -run '^$' -fuzz FuzzConnRead -fuzztime 30s ./exchange/
+//	go test -run '^$' -fuzz '^FuzzConnRead$' -fuzztime 30s ./exchange/
 func FuzzConnRead(f *testing.F) {
 	add := func(frames ...ws.Frame) {
 		var b bytes.Buffer
@@ -49,34 +99,25 @@ func FuzzConnRead(f *testing.F) {
 	add(ws.NewFrame(ws.OpText, false, []byte("a")), ws.NewPingFrame([]byte("p")), ws.NewFrame(ws.OpContinuation, true, []byte("b")))
 	add(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "bye")))
 	add(ws.NewTextFrame(make([]byte, 300)))
+	add(ws.NewPingFrame([]byte("1")), ws.NewTextFrame([]byte("x")), ws.NewPongFrame(nil), ws.NewTextFrame(nil), ws.NewTextFrame([]byte("y")))
+	const maxFrame = 256
 	f.Fuzz(func(t *testing.T, data []byte) {
 		run := func(src io.Reader) ([]string, error) {
-			c := newConn(discardConn{}, src, ConnConfig{MaxFrame: 256}.withDefaults())
-			var msgs []string
-			for {
-				msg, err := c.Read(nil)
-				if err != nil {
-					return msgs, err
-				}
-				if len(msg) > 256 {
-					t.Fatalf("message of %d bytes over MaxFrame", len(msg))
-				}
-				msgs = append(msgs, string(msg))
-			}
+			return readAll(t, newConn(discardConn{}, src, ConnConfig{MaxFrame: maxFrame}.withDefaults()), maxFrame)
 		}
 		whole, err1 := run(bytes.NewReader(data))
-		split, err2 := run(oneByteReader{bytes.NewReader(data)})
-		if len(whole) != len(split) {
-			t.Fatalf("whole gave %d messages, split %d", len(whole), len(split))
-		}
-		for i := range whole {
-			if whole[i] != split[i] {
-				t.Fatalf("message %d differs", i)
+		for name, src := range map[string]io.Reader{
+			"byte by byte": oneByteReader{bytes.NewReader(data)},
+			"chunked":      &chunkReader{r: bytes.NewReader(data), next: uint32(len(data))},
+		} {
+			split, err2 := run(src)
+			if !slices.Equal(whole, split) {
+				t.Fatalf("whole gave %q, %s %q", whole, name, split)
 			}
-		}
-		for _, sentinel := range []error{ErrClosed, ErrFrameTooLarge, ErrProtocol} {
-			if errors.Is(err1, sentinel) != errors.Is(err2, sentinel) {
-				t.Fatalf("errors differ: %v / %v", err1, err2)
+			for _, sentinel := range []error{ErrClosed, ErrFrameTooLarge, ErrProtocol} {
+				if errors.Is(err1, sentinel) != errors.Is(err2, sentinel) {
+					t.Fatalf("errors differ: whole %v, %s %v", err1, name, err2)
+				}
 			}
 		}
 	})

@@ -246,8 +246,8 @@ func TestKinds(t *testing.T) {
 	}
 }
 
-// TestOffCanonical checks that reordered keys, whitespace, escapes and
-// lower-case symbols leave the fast path and decode to the same trade.
+// TestOffCanonical checks that reordered keys, whitespace and escapes leave
+// the fast path and decode to the same trade.
 func TestOffCanonical(t *testing.T) {
 	syms := NewSymbols(testSymbols)
 	var want Trade
@@ -258,7 +258,6 @@ func TestOffCanonical(t *testing.T) {
 		`{"E":1628952396573,"e":"aggTrade","a":31718372,"s":"FTMUSDT","p":"0.33993000","q":"99.90000000","f":38248910,"l":38248912,"T":1628952396572,"m":true}`,
 		"{ \"e\" : \"aggTrade\",\n\t\"E\":1628952396573,\"s\":\"FTMUSDT\",\"a\":31718372,\"p\":\"0.33993000\",\"q\":\"99.90000000\",\"f\":38248910,\"l\":38248912,\"T\":1628952396572,\"m\":true,\"M\":true}\r\n",
 		`{"e":"agg\u0054rade","E":1628952396573,"s":"FTM\u0055SDT","a":31718372,"p":"0.3399300\u0030","q":"99.90000000","f":38248910,"l":38248912,"T":1628952396572,"m":true,"x":[{"y":null}]}`,
-		`{"e":"aggTrade","E":1628952396573,"s":"ftmusdt","a":31718372,"p":"0.33993000","q":"99.90000000","f":38248910,"l":38248912,"T":1628952396572,"m":true}`,
 		`{"data":` + bareSpot + `,"stream":"ftmusdt@aggTrade"}`,
 		`{"stream":"ftmusdt@aggTrade","data":{"e":"depthUpdate","e":"aggTrade","E":1628952396573,"s":"FTMUSDT","a":1,"a":31718372,"p":"0.33993000","q":"99.90000000","f":38248910,"l":38248912,"T":1628952396572,"m":true}}`,
 		`{"e":"aggTrade","E":1628952396573,"s":"FTMUSDT","a":31718372,"p":"0.339930000000","q":"99.90000000","f":38248910,"l":38248912,"T":1628952396572,"m":true}`,
@@ -319,7 +318,7 @@ func TestSymbolsAddedLater(t *testing.T) {
 	if _, err := d.Decode(new(Trade), []byte(spotFrame)); err != ErrUnknownSymbol {
 		t.Fatalf("got %v, want ErrUnknownSymbol", err)
 	}
-	table.Add("ftmusdt")
+	table.Add("FTMUSDT")
 	var tr Trade
 	if _, err := d.Decode(&tr, []byte(spotFrame)); err != nil || tr.Symbol != 1 {
 		t.Fatalf("after Add: %v %+v", err, tr)
@@ -327,20 +326,21 @@ func TestSymbolsAddedLater(t *testing.T) {
 }
 
 func TestSymbols(t *testing.T) {
-	s := NewSymbols([]string{"btcusdt", "ETHUSDT", "BTCUSDT"})
+	s := NewSymbols([]string{"BTCUSDT", "ETHUSDT", "BTCUSDT"})
 	if s.Len() != 2 || s.Name(0) != "BTCUSDT" || s.Name(1) != "ETHUSDT" || s.Name(7) != "" {
 		t.Fatalf("%v", s.Names())
 	}
-	for _, name := range []string{"BTCUSDT", "btcusdt", "BtcUsdt"} {
-		if i, ok := s.Lookup([]byte(name)); !ok || i != 0 {
-			t.Errorf("Lookup(%s) = %d %v", name, i, ok)
+	if i, ok := s.Lookup([]byte("BTCUSDT")); !ok || i != 0 {
+		t.Errorf("Lookup(BTCUSDT) = %d %v", i, ok)
+	}
+	// Exact names: no case folding, in the table or in the lookup.
+	for _, name := range []string{"btcusdt", "BtcUsdt", "BTCUSDt", "XRPUSDT", "BTCUSDT ", ""} {
+		if i, ok := s.Lookup([]byte(name)); ok {
+			t.Errorf("Lookup(%q) = %d, want not found", name, i)
 		}
 	}
-	if _, ok := s.Lookup([]byte("XRPUSDT")); ok {
-		t.Error("found XRPUSDT")
-	}
-	s2 := s.With("xrpusdt", "ETHUSDT")
-	if s.Len() != 2 || s2.Len() != 3 || s2.Name(2) != "XRPUSDT" || s2.Name(1) != "ETHUSDT" {
+	s2 := s.With("XRPUSDT", "ETHUSDT", "xrpusdt")
+	if s.Len() != 2 || s2.Len() != 4 || s2.Name(2) != "XRPUSDT" || s2.Name(1) != "ETHUSDT" || s2.Name(3) != "xrpusdt" {
 		t.Fatalf("With: %v / %v", s.Names(), s2.Names())
 	}
 	var table SymbolTable
@@ -359,6 +359,99 @@ func TestSymbols(t *testing.T) {
 	lower := []byte("ethusdt")
 	if n := testing.AllocsPerRun(100, func() { s.Lookup(lower) }); n != 0 {
 		t.Errorf("lower-case Lookup allocates %v", n)
+	}
+}
+
+// TestSymbolCase: a frame whose "s" is not exactly a known symbol is an unknown
+// symbol on every engine and in the Decoder's counters, whatever its layout:
+// Binance sends upper-case symbols only, and "ftmusdt" is not FTMUSDT.
+func TestSymbolCase(t *testing.T) {
+	syms := NewSymbols(testSymbols)
+	withSymbol := func(frame, symbol string) string {
+		if !strings.Contains(frame, `"s":"FTMUSDT"`) {
+			panic("test: no FTMUSDT in " + frame)
+		}
+		return strings.Replace(frame, `"s":"FTMUSDT"`, `"s":"`+symbol+`"`, 1)
+	}
+	offCanonical := strings.ReplaceAll(spotReordered, `": `, `":`) // still off the canonical layout: spaces, order
+	for _, symbol := range []string{"ftmusdt", "FtmUsdt", "FTMUSDt", "fTMUSDT", `ftm\u0055SDT`, `FTMUSDT\u0000`} {
+		for layout, frame := range map[string]string{"bare": bareSpot, "combined": spotFrame, "off-canonical": offCanonical} {
+			frame := withSymbol(frame, symbol)
+			for _, e := range fullEngines(syms) {
+				if got := run(e.decode, []byte(frame)); got.kind != KindAggTrade || got.err != ErrUnknownSymbol {
+					t.Errorf("%s %s %s: %v, want an unknown symbol", layout, symbol, e.name, got)
+				}
+			}
+			if k, err := DecodeFast(new(Trade), []byte(frame), syms); err != ErrNotCanonical && (k != KindAggTrade || err != ErrUnknownSymbol) {
+				t.Errorf("%s %s fast: (%v, %v), want an unknown symbol", layout, symbol, k, err)
+			}
+		}
+	}
+	// An escape that spells the exact name is the exact name.
+	for _, e := range fullEngines(syms) {
+		if got := run(e.decode, []byte(withSymbol(bareSpot, `FTM\u0055SDT`))); got.err != nil || syms.Name(got.trade.Symbol) != "FTMUSDT" {
+			t.Errorf("%s: %v on an escaped FTMUSDT", e.name, got)
+		}
+	}
+	d := NewDecoder(DefaultConfig(), NewSymbolTable(testSymbols...))
+	for _, frame := range []string{withSymbol(bareSpot, "ftmusdt"), withSymbol(spotFrame, "Ftmusdt"), withSymbol(offCanonical, "ftmUSDT")} {
+		if _, err := d.Decode(new(Trade), []byte(frame)); err != ErrUnknownSymbol {
+			t.Errorf("Decode: %v, want ErrUnknownSymbol on %s", err, frame)
+		}
+	}
+	if c := d.Counters(); c.Errors[ReasonUnknownSymbol] != 3 || c.Frames[KindAggTrade] != 3 {
+		t.Errorf("counters: %d unknown symbols in %d aggTrade frames, want 3 in 3", c.Errors[ReasonUnknownSymbol], c.Frames[KindAggTrade])
+	}
+}
+
+// TestEnginesAgree pins frames on which simdjson-go and encoding/json once
+// disagreed: simdjson-go let malformed escapes and control bytes through and
+// refused valid documents (lone surrogates, float64 overflow, deep nesting).
+// The general engine, simdjson-go (called directly, through EngineSIMD and
+// through EngineAuto on a large frame) must give encoding/json's answer. (The
+// fast path classifies "e":"x" lazily, without validating: documented.)
+func TestEnginesAgree(t *testing.T) {
+	syms := NewSymbols(testSymbols)
+	table := NewSymbolTable(testSymbols...)
+	simd := NewDecoder(Config{Engine: EngineSIMD}, table)
+	engines := []namedEngine{
+		{"general", func(dst *Trade, f []byte) (Kind, error) { return decodeGeneral(dst, f, syms) }},
+		{"simd", simd.DecodeSIMD},
+		{"decoder=simd", simd.Decode},
+	}
+	big := NewDecoder(Config{MaxFrame: 1 << 20}, table)
+	deep := strings.Repeat("[", 200) + strings.Repeat("]", 200)
+	frames := []string{
+		`{"e":"x","s":"\u5f5 "}`, // FuzzDecode's find: an invalid \u escape
+		` {"e" : "LggTrade", "s":"btc\u0055\u 055ssdt"} `,
+		`{"e":"x","s":"\u12"}`, `{"e":"x","s":"\u"}`, `{"e":"x","s":"\uZZZZ"}`, `{"e":"x","s":"\x41"}`, `{"e":"x","s":"\`,
+		`{"e":"x","s":"\\u5f5 "}`, // an escaped backslash, then plain text: valid
+		`{"e":"x","s":"a` + "\t" + `b"}`, `{"e":"x","s":"a` + "\x01" + `b"}`, "{\"e\":\"x\"}\x0c",
+		`{"e":"x"}\`, `{"e":"x",\"s":1}`, `{"e":"x","s":"a`, `"a`,
+		"[]\u2003", "[]\u00a0", `{"e":"x"}` + "\u2003", "\u00a0[]", "[1,\u20032]", "[]\x7f", `{"e":"x"}#`, "[]\u00e9",
+		`{"stream":"a@bookTicker","data":{"u":-07.676}}`, `[-01.5]`, `[-01]`, `[01.5]`, `[1.]`, `[-]`, `[1e]`, `[.5]`, `[+1]`,
+		`[tru]`, `[truex]`, `[nul]`, `[1true]`, `[true1]`, `[1 2]`, `["a""b"]`, `[-0.0e-0]`, `[0]`, `{"a":[true,false,null]}`,
+		`{"e":"x","s":"\u00a0"}`, "{\"e\":\"x\",\"s\":\"\u2003\x7f\"}", // non-ASCII and DEL inside strings: valid
+		`{"e":"x","s":"\ud800"}`, `{"e":"x","s":"\udc00\ud800"}`, `{"e":"aggTrade","s":"\ud83d\ude00"}`,
+		`{"e":"x","n":1e400}`, `{"e":"x","n":-1e400}`, `{"e":"x","n":1` + strings.Repeat("0", 400) + `}`,
+		`{"e":"x","d":` + deep + `}`, `{"stream":"s","data":` + deep + `}`,
+		`{"\u0065":"depthUpdate"}`, `{"stream":"a@bookTicker","d\u0061ta":{"u":1}}`,
+		`{"e":"aggTrade","E":1628952396573,"s":"FTMUSDT","a":1e400,"p":"1","q":"1","f":1,"l":1,"T":1628952396572,"m":true}`,
+	}
+	for _, frame := range frames {
+		want := run(func(d *Trade, f []byte) (Kind, error) { return DecodeStd(d, f, syms) }, []byte(frame))
+		for _, e := range engines {
+			if got := run(e.decode, []byte(frame)); got != want {
+				t.Errorf("%s: %v, std %v on %q", e.name, got, want, frame)
+			}
+		}
+		// Off the canonical layout (a leading space) and above autoGeneralMax,
+		// EngineAuto hands the frame to simdjson-go.
+		padded := " " + frame + strings.Repeat(" ", autoGeneralMax)
+		wantPadded := run(func(d *Trade, f []byte) (Kind, error) { return DecodeStd(d, f, syms) }, []byte(padded))
+		if got := run(big.Decode, []byte(padded)); got != wantPadded {
+			t.Errorf("auto on a large frame: %v, std %v on %q", got, wantPadded, frame)
+		}
 	}
 }
 

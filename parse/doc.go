@@ -22,8 +22,10 @@
 //
 // # Semantics shared by every engine
 //
-// A frame must be valid UTF-8 ([ErrInvalidUTF8]) and valid JSON ([ErrMalformed]).
-// A top-level value that is not an object is KindOther. When the top-level
+// A frame must be valid UTF-8 ([ErrInvalidUTF8]) and valid JSON ([ErrMalformed]),
+// whatever event it carries: invalid JSON is malformed before it is "other" (a
+// frame that is not JSON says nothing reliable about its kind; only DecodeFast
+// classifies lazily, see below). A top-level value that is not an object is KindOther. When the top-level
 // object has no string-valued "e" key but has a string-valued "stream" and a
 // "data" key, the event is the value of "data" (combined stream), otherwise the
 // event is the top-level object. The Kind is then taken from the event's
@@ -42,8 +44,12 @@
 // [ErrNegative], more than int64 [ErrOutOfRange]); p then q (see below);
 // price zero ([ErrZeroPrice]); quantity zero ([ErrZeroQuantity]); f > l, or
 // l-f >= 2^40 ([ErrBadTradeRange]: one aggTrade never aggregates a trillion
-// raw trades, and the bound keeps [Trade.Count] in 1..2^40); T or E outside 1..2100-01-01 ([ErrBadTimestamp]); the
-// symbol ([ErrUnknownSymbol]).
+// raw trades, and the bound keeps [Trade.Count] in 1..2^40); T or E outside
+// 1..2100-01-01 ([ErrBadTimestamp]); the symbol ([ErrUnknownSymbol]), matched
+// exactly against the [Symbols] table: Binance sends upper-case symbols only, so
+// "btcusdt" is an unknown symbol, never BTCUSDT (case folding belongs to file
+// names and command-line flags, upper-cased by their readers before they reach
+// the table).
 //
 // Prices and quantities are strings of the form [0-9]+(\.[0-9]+)? without
 // leading zeros ("0.5" is fine, "00.5" and "007" are not): empty strings, signs
@@ -51,14 +57,23 @@
 // more than 12 integer digits or a non-zero digit after the 8th fractional one
 // is [ErrTooManyDigits]; a value above the Decimal range is [ErrOutOfRange].
 //
+// The general engine, simdjson-go ([Decoder.DecodeSIMD]) and [DecodeStd] agree
+// on every input: same Kind, same error, same Trade. simdjson-go is lax on a few
+// invalid documents (stray bytes, malformed \u escapes, "-07.5") and refuses a few
+// valid ones (lone UTF-16 surrogate escapes, numbers beyond float64, nesting
+// deeper than 128); DecodeSIMD rejects the former itself and hands the latter
+// to the general engine, so neither shows. FuzzDecode holds them to it.
+//
 // Lazy classification: for kinds other than aggTrade DecodeFast reads only what
 // it needs to name the kind (the "e" value, or a flat spot bookTicker object)
 // and does not validate the rest of the frame; the general engines validate
-// everything. So the engines agree on every frame for aggTrade, and on the
-// Kind of any valid frame whose keys are unique and whose envelope holds only
-// "stream" and "data". simdjson-go additionally rejects as malformed a few
-// documents encoding/json accepts (lone UTF-16 surrogate escapes, numbers that
-// overflow float64, nesting deeper than 128); Binance never sends those.
+// everything. So a Decoder on EngineAuto or EngineFast agrees with them on every
+// frame for aggTrade, and on the Kind of any valid frame whose keys are unique
+// and whose envelope holds only "stream" and "data"; a frame that opens like a
+// canonical non-aggTrade event but is invalid JSON further on is that kind, not
+// malformed. Those lazy kinds are ones the daemon only counts; what it acts on
+// (aggTrades, replies, serverShutdown, which exchange.IsServerShutdown parses
+// again) is validated in full.
 //
 // # Ownership
 //

@@ -18,10 +18,17 @@ type simdState struct {
 }
 
 // DecodeSIMD decodes frame with simdjson-go, reusing the Decoder's parsed
-// tape; it has the semantics of the package (see the overview) and falls
-// back to the pure-Go general engine when the CPU lacks AVX2 or CLMUL, and
-// for top-level scalars (simdjson-go parses only objects and arrays). It does
-// not touch the Decoder's counters. dst is written only on (KindAggTrade, nil).
+// tape; it has the semantics of the package (see the overview) and the same
+// results as the general engine on every frame. simdjson-go is lax where JSON
+// is strict and strict where encoding/json is lax, so DecodeSIMD rejects itself
+// what simdjson-go would let through (bytes it takes for whitespace, control
+// bytes in strings, malformed escapes, numbers with a leading zero) and
+// hands the general engine every document simdjson-go refuses (lone surrogate
+// escapes, numbers beyond float64, nesting deeper than 128: valid JSON all,
+// and Binance never sends them), as well as top-level scalars (simdjson-go
+// parses only objects and arrays) and everything when the CPU lacks AVX2 or
+// CLMUL. It does not touch the Decoder's counters. dst is written only on
+// (KindAggTrade, nil).
 func (d *Decoder) DecodeSIMD(dst *Trade, frame []byte) (Kind, error) {
 	return d.decodeSIMD(dst, frame, d.syms.Load())
 }
@@ -33,7 +40,7 @@ func (d *Decoder) decodeSIMD(dst *Trade, frame []byte, syms *Symbols) (Kind, err
 	if !utf8.Valid(frame) {
 		return KindOther, ErrInvalidUTF8
 	}
-	if hasStrayControl(frame) {
+	if !simdSafe(frame) {
 		return KindOther, ErrMalformed
 	}
 	i := 0
@@ -52,14 +59,16 @@ func (d *Decoder) decodeSIMD(dst *Trade, frame []byte, syms *Symbols) (Kind, err
 	}
 	pj, err := simdjson.Parse(frame, st.pj, st.copyOpt...)
 	if err != nil {
-		return KindOther, ErrMalformed
+		// Invalid JSON, or valid JSON simdjson-go refuses: the general engine
+		// tells which, exactly as encoding/json would.
+		return decodeGeneral(dst, frame, syms)
 	}
 	st.pj = pj
 	st.iter = pj.Iter()
 	st.iter.Advance()
 	typ, root, err := st.iter.Root(&st.val)
 	if err != nil {
-		return KindOther, ErrMalformed
+		return decodeGeneral(dst, frame, syms)
 	}
 	if typ != simdjson.TypeObject {
 		return KindOther, nil
@@ -67,7 +76,7 @@ func (d *Decoder) decodeSIMD(dst *Trade, frame []byte, syms *Symbols) (Kind, err
 	var top object
 	hasData, dataIsObject := false, false
 	if !st.collect(root, &top, &hasData, &dataIsObject) {
-		return KindOther, ErrMalformed
+		return decodeGeneral(dst, frame, syms)
 	}
 	ev := &top
 	var stream []byte
@@ -78,7 +87,7 @@ func (d *Decoder) decodeSIMD(dst *Trade, frame []byte, syms *Symbols) (Kind, err
 			var data object
 			var x, y bool
 			if !st.collect(&st.data, &data, &x, &y) {
-				return KindOther, ErrMalformed
+				return decodeGeneral(dst, frame, syms)
 			}
 			ev = &data
 		}
@@ -198,13 +207,87 @@ func setIntSIMD(o *object, f int, val *simdjson.Iter, t simdjson.Type) {
 	}
 }
 
-// hasStrayControl reports a control byte other than tab, newline and carriage
-// return: never valid in JSON, but simdjson-go lets some pass as whitespace.
-func hasStrayControl(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
-			return true
+// simdSafe reports whether every token of b is lexically valid JSON, which
+// simdjson-go does not fully check: it takes some bytes for whitespace (a form
+// feed, a trailing U+00A0 or U+2003), reads malformed escapes ("\u5f5 " as
+// U+5F50) and numbers with a leading zero ("-07.5"). So b fails on a byte that
+// starts no token; a string with a control byte, a bad escape or no end; a
+// number off JSON's grammar; a literal other than true, false, null; a number
+// or literal not followed by whitespace, ',', ']', '}' or the end. simdjson-go
+// checks how the tokens fit together.
+func simdSafe(b []byte) bool {
+	for i := 0; i < len(b); {
+		switch c := b[i]; c {
+		case ' ', '\t', '\n', '\r', '{', '}', '[', ']', ',', ':':
+			i++
+		case '"':
+			if i = stringEnd(b, i+1); i < 0 {
+				return false
+			}
+		case 't', 'f', 'n':
+			lit := "null"
+			if c == 't' {
+				lit = "true"
+			} else if c == 'f' {
+				lit = "false"
+			}
+			if !hasPrefixAt(b, i, lit) {
+				return false
+			}
+			if i += len(lit); !tokenEnds(b, i) {
+				return false
+			}
+		default:
+			if c != '-' && !isDigit(c) {
+				return false
+			}
+			s := scanner{b: b, i: i}
+			if !s.number() || !tokenEnds(b, s.i) {
+				return false
+			}
+			i = s.i
 		}
+	}
+	return true
+}
+
+// stringEnd returns the index after the quote closing the string whose
+// contents start at b[i], or -1 when the string holds a control byte or an
+// escape JSON does not have, or is not closed.
+func stringEnd(b []byte, i int) int {
+	for ; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case c < 0x20:
+			return -1
+		case c == '\\':
+			if i++; i >= len(b) {
+				return -1
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if len(b)-i < 5 || !isHex4(b[i+1:i+5]) {
+					return -1
+				}
+				i += 4
+			default:
+				return -1
+			}
+		}
+	}
+	return -1
+}
+
+// tokenEnds reports whether a number or literal may end before b[i].
+func tokenEnds(b []byte, i int) bool {
+	if i == len(b) {
+		return true
+	}
+	switch b[i] {
+	case ' ', '\t', '\n', '\r', ',', ']', '}':
+		return true
 	}
 	return false
 }

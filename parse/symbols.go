@@ -1,19 +1,23 @@
 package parse
 
 import (
-	"strings"
 	"sync"
 	"sync/atomic"
 )
 
-// Symbols is an immutable table mapping upper-case symbol names to dense
-// uint32 indices and back. Safe for concurrent use.
+// Symbols is an immutable table mapping symbol names to dense uint32 indices
+// and back. Names are matched exactly, byte for byte: Binance's symbols are
+// upper-case ("BTCUSDT") in exchangeInfo and in every event's "s", so a frame
+// naming "btcusdt" is an unknown symbol, never folded into BTCUSDT. Case folding
+// belongs where people type names (command-line flags) or tools make them
+// (file names): those callers upper-case before they add or look up. Safe for
+// concurrent use.
 type Symbols struct {
 	index map[string]uint32
 	names []string
 }
 
-// NewSymbols returns a table holding names (upper-cased) in order; a repeated
+// NewSymbols returns a table holding names, as given, in order; a repeated
 // name keeps its first index.
 func NewSymbols(names []string) *Symbols {
 	s := &Symbols{index: make(map[string]uint32, len(names)), names: make([]string, 0, len(names))}
@@ -23,7 +27,6 @@ func NewSymbols(names []string) *Symbols {
 
 func (s *Symbols) add(names []string) {
 	for _, n := range names {
-		n = strings.ToUpper(n)
 		if _, ok := s.index[n]; ok {
 			continue
 		}
@@ -44,32 +47,10 @@ func (s *Symbols) With(names ...string) *Symbols {
 	return n
 }
 
-// Lookup returns the index of name. Upper-case input is a single map lookup
-// without allocation; other input is upper-cased on the stack first.
+// Lookup returns the index of name, matched exactly (no case folding): one
+// map lookup, without allocation.
 func (s *Symbols) Lookup(name []byte) (uint32, bool) {
-	if i, ok := s.index[string(name)]; ok {
-		return i, true
-	}
-	return s.lookupSlow(name)
-}
-
-func (s *Symbols) lookupSlow(name []byte) (uint32, bool) {
-	var buf [32]byte
-	if len(name) > len(buf) {
-		return 0, false
-	}
-	lower := false
-	for i, c := range name {
-		if 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-			lower = true
-		}
-		buf[i] = c
-	}
-	if !lower {
-		return 0, false
-	}
-	i, ok := s.index[string(buf[:len(name)])]
+	i, ok := s.index[string(name)]
 	return i, ok
 }
 

@@ -19,7 +19,7 @@ func openData(t *testing.T, name string) *os.File {
 	t.Helper()
 	f, err := os.Open(filepath.Join(dataDir, name))
 	if os.IsNotExist(err) {
-		t.Skipf("real Binance data %s absent (see /work/shared/data/binance/README.md): skipping", name)
+		t.Skipf("real Binance data %s absent (see ../shared/data/binance/README.md from the project root): skipping", name)
 	}
 	if err != nil {
 		t.Fatal(err)
