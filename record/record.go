@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Format is the record layout of a replay input.
@@ -49,7 +50,18 @@ var (
 	ErrSymbol = errors.New("cannot derive the symbol from the file name (want SYMBOL-aggTrades-DATE.csv)")
 	// ErrNoCSV: a zip archive holds no .csv file.
 	ErrNoCSV = errors.New("zip archive holds no .csv file")
+	// ErrName: the file name says neither format (see Open).
+	ErrName = errors.New("cannot tell the format from the file name: want .csv, .csv.gz or .zip " +
+		"(aggTrades CSV), or .ndjson, .jsonl, .json or .log, plain or .gz (recorded WebSocket frames)")
+	// ErrContent: the first bytes of a file contradict the format its name says.
+	ErrContent = errors.New("content does not match the format the file name says")
+	// ErrDirectory: the path names a directory.
+	ErrDirectory = errors.New("is a directory, not a file")
 )
+
+// sniffLen is how much of a file Open looks at to check that its content is in the
+// format its name says.
+const sniffLen = 64 << 10
 
 // Reader reads the records of one recorded file: plain or gzip NDJSON frames, or
 // aggTrades CSV, plain, gzip or zip. One goroutine owns it.
@@ -63,19 +75,28 @@ type Reader struct {
 	err    error // sticky: once set, Next returns it; never ErrLineTooLong
 }
 
-// Open opens path and picks the format from its name: ".csv", ".csv.gz" and
-// ".zip" (data.binance.vision's, one CSV inside) are FormatCSV, anything else
-// FormatFrames, gzip-compressed when the name ends in ".gz". A CSV's symbol is the
-// file name up to its first '-', upper-cased: "BTCUSDT-aggTrades-2024-01-01.csv"
-// is BTCUSDT.
+// Open opens path and picks the format from its name: ".csv", ".csv.gz" and ".zip"
+// (data.binance.vision's, one CSV inside) are FormatCSV; ".ndjson", ".jsonl",
+// ".json" and ".log", plain or ".gz", are FormatFrames. Any other name is ErrName:
+// the name is the one rule a user can read, and a CSV named ".txt" read as frames
+// would yield nothing without a word. Open then checks the first bytes against
+// the format (ErrContent): a CSV's first line must not hold a '{', and a frame
+// capture must hold a '{' within its first 64 KiB, so a file renamed to the wrong
+// format fails here instead of replaying as nothing. An empty file passes. A CSV's
+// symbol is the file name up to its first '-', upper-cased:
+// "BTCUSDT-aggTrades-2024-01-01.csv" is BTCUSDT.
 func Open(path string) (*Reader, error) {
-	name := strings.ToLower(filepath.Base(path))
-	gz := strings.HasSuffix(name, ".gz")
-	inner := strings.TrimSuffix(name, ".gz")
-	in := &Reader{path: path}
-	isZip := !gz && strings.HasSuffix(inner, ".zip")
-	if isZip || strings.HasSuffix(inner, ".csv") {
-		in.format = FormatCSV
+	if fi, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("cannot open input %q: %w", path, err)
+	} else if fi.IsDir() {
+		return nil, fmt.Errorf("cannot open input %q: %w", path, ErrDirectory)
+	}
+	format, gz, isZip, err := formatFromName(filepath.Base(path))
+	if err != nil {
+		return nil, fmt.Errorf("cannot open input %q: %w", path, err)
+	}
+	in := &Reader{path: path, format: format}
+	if format == FormatCSV {
 		symbol, err := symbolFromFileName(filepath.Base(path))
 		if err != nil {
 			return nil, fmt.Errorf("cannot open input %q: %w", path, err)
@@ -125,7 +146,58 @@ func Open(path string) (*Reader, error) {
 	}
 	// Room for the longest line plus "\r\n", so ReadSlice sees every legal line whole.
 	in.r = bufio.NewReaderSize(src, MaxLine+2)
+	if err := in.sniff(); err != nil {
+		in.Close()
+		return nil, fmt.Errorf("cannot open input %q: %w", path, err)
+	}
 	return in, nil
+}
+
+// formatFromName returns the format a file name says, and whether the file is
+// gzip or zip compressed.
+func formatFromName(name string) (format Format, gz, isZip bool, err error) {
+	name = strings.ToLower(name)
+	if strings.HasSuffix(name, ".zip") {
+		return FormatCSV, false, true, nil
+	}
+	inner, gz := strings.CutSuffix(name, ".gz")
+	switch filepath.Ext(inner) {
+	case ".csv":
+		return FormatCSV, gz, false, nil
+	case ".ndjson", ".jsonl", ".json", ".log":
+		return FormatFrames, gz, false, nil
+	}
+	return 0, false, false, ErrName
+}
+
+// sniff peeks at the start of the file and returns ErrContent when it contradicts
+// the format. A read error is left for Next to report with its line number: the
+// decompressors keep returning it.
+func (in *Reader) sniff() error {
+	head, _ := in.r.Peek(sniffLen)
+	switch in.format {
+	case FormatCSV:
+		line := head
+		for len(line) > 0 {
+			var rest []byte
+			if nl := bytes.IndexByte(line, '\n'); nl >= 0 {
+				line, rest = line[:nl], line[nl+1:]
+			}
+			if t := bytes.TrimSpace(line); len(t) > 0 {
+				if bytes.IndexByte(t, '{') >= 0 || bytes.IndexByte(t, ',') < 0 {
+					return fmt.Errorf("first line %.60q is not an aggTrades CSV row or header: %w", t, ErrContent)
+				}
+				return nil
+			}
+			line = rest
+		}
+	case FormatFrames:
+		if len(bytes.TrimSpace(head)) > 0 && bytes.IndexByte(head, '{') < 0 {
+			return fmt.Errorf("no JSON frame ('{') in its first %d bytes, which start %.60q: %w",
+				len(head), bytes.TrimSpace(head), ErrContent)
+		}
+	}
+	return nil
 }
 
 // symbolFromFileName returns the upper-cased name up to the first '-'; that
@@ -141,6 +213,29 @@ func symbolFromFileName(name string) (string, error) {
 		}
 	}
 	return strings.ToUpper(name[:dash]), nil
+}
+
+// FileDate returns the date a data.binance.vision file name carries:
+// "2025-01-02" for a daily file such as BTCUSDT-aggTrades-2025-01-02.zip,
+// "2025-01" for a monthly one (BTCUSDT-aggTrades-2025-01.zip), and false when
+// the name (extensions .csv, .zip and .gz aside) does not end in such a date.
+// Dates in this form sort as strings in time order, a month before its days.
+func FileDate(path string) (string, bool) {
+	name := strings.ToLower(filepath.Base(path))
+	name = strings.TrimSuffix(name, ".gz")
+	name = strings.TrimSuffix(name, ".zip")
+	name = strings.TrimSuffix(name, ".csv")
+	for _, layout := range []string{"2006-01-02", "2006-01"} {
+		n := len(layout)
+		if len(name) <= n || name[len(name)-n-1] != '-' {
+			continue
+		}
+		date := name[len(name)-n:]
+		if _, err := time.Parse(layout, date); err == nil {
+			return date, true
+		}
+	}
+	return "", false
 }
 
 // Format is the record layout.

@@ -148,6 +148,114 @@ func TestInputSymbol(t *testing.T) {
 	}
 }
 
+// TestInputNames checks that a name saying neither format is refused, before the
+// file is read: a CSV named .txt used to replay as zero frames and exit 0.
+func TestInputNames(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"XRPETH-aggTrades-2019-10-11.txt", "capture", "capture.gz", "capture.txt.gz", "BTCUSDT-aggTrades-2024-01-01.csv.bak", "frames.ndjson.zst"} {
+		path := writeInput(t, dir, name, rowA+"\n")
+		if in, err := Open(path); !errors.Is(err, ErrName) || !strings.Contains(err.Error(), path) {
+			if in != nil {
+				in.Close()
+			}
+			t.Errorf("Open(%q) = %v, want ErrName naming the file", name, err)
+		}
+	}
+	for name, want := range map[string]Format{
+		"a.ndjson": FormatFrames, "a.JSONL": FormatFrames, "a.json.gz": FormatFrames, "a.log": FormatFrames,
+		"X-aggTrades-2024-01-01.csv": FormatCSV, "X-aggTrades-2024-01-01.CSV.GZ": FormatCSV, "X-aggTrades-2024-01.zip": FormatCSV,
+	} {
+		content := frameA + "\n"
+		if want == FormatCSV {
+			content = rowA + "\n"
+		}
+		in, err := Open(writeInput(t, dir, name, content))
+		if err != nil {
+			t.Errorf("Open(%q): %v", name, err)
+			continue
+		}
+		if in.Format() != want {
+			t.Errorf("Open(%q): format %v, want %v", name, in.Format(), want)
+		}
+		in.Close()
+	}
+}
+
+// TestInputContent checks that a file whose content contradicts its name fails in
+// Open with ErrContent, and that an empty file or a header line passes.
+func TestInputContent(t *testing.T) {
+	dir := t.TempDir()
+	header := "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker\n"
+	for _, tc := range []struct {
+		name, content string
+		ok            bool
+	}{
+		{"csv-as-frames.ndjson", rowA + "\n" + rowB + "\n", false},
+		{"csv-as-frames.ndjson.gz", rowA + "\n", false},
+		{"BTCUSDT-frames-as-csv.csv", frameA + "\n", false},
+		{"BTCUSDT-frames-as-csv.zip", "\n\r\n" + frameA + "\n", false},
+		{"BTCUSDT-no-commas.csv", "hello\n", false},
+		{"empty.ndjson", "", true},
+		{"BTCUSDT-empty.csv", "\n", true},
+		{"BTCUSDT-header.csv", header + rowA + "\n", true},
+		{"BTCUSDT-blank-first.csv", "\r\n\n" + rowA + "\n", true},
+		{"comment-first.log", "# captured 2024-01-01\n" + frameA + "\n", true},
+	} {
+		path := writeInput(t, dir, tc.name, tc.content)
+		in, err := Open(path)
+		if tc.ok {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			} else {
+				in.Close()
+			}
+			continue
+		}
+		if !errors.Is(err, ErrContent) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s: Open = %v, want ErrContent naming the file", tc.name, err)
+		}
+		if in != nil {
+			in.Close()
+		}
+	}
+}
+
+// TestInputDirectory checks that a directory fails in Open, whatever its name.
+func TestInputDirectory(t *testing.T) {
+	for _, name := range []string{"captures.ndjson", "BTCUSDT-aggTrades-2024-01-01.csv", "BTCUSDT-aggTrades-2024-01-01.zip"} {
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.Mkdir(path, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(path); !errors.Is(err, ErrDirectory) || !strings.Contains(err.Error(), path) {
+			t.Errorf("Open(directory %s) = %v, want ErrDirectory", name, err)
+		}
+	}
+}
+
+func TestFileDate(t *testing.T) {
+	for _, tc := range []struct{ name, want string }{
+		{"BTCUSDT-aggTrades-2025-01-02.zip", "2025-01-02"},
+		{"/data/spot/BTCUSDT-aggTrades-2025-01-02.csv", "2025-01-02"},
+		{"btcusdt-aggtrades-2025-01-02.CSV.GZ", "2025-01-02"},
+		{"BTCUSDT-aggTrades-2025-01.zip", "2025-01"},
+		{"BTCUSDT-aggTrades-2025-13-01.csv", ""},
+		{"BTCUSDT-aggTrades-2025-02-30.csv", ""},
+		{"BTCUSDT-aggTrades.csv", ""},
+		{"BTCUSDT-part2.csv", ""},
+		{"2025-01-02.csv", ""},
+		{"BTCUSDT-aggTrades-20250102.csv", ""},
+	} {
+		got, ok := FileDate(tc.name)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("FileDate(%q) = %q, %v; want %q", tc.name, got, ok, tc.want)
+		}
+	}
+	if a, _ := FileDate("X-aggTrades-2025-01.zip"); !(a < "2025-01-01") {
+		t.Errorf("a month does not sort before its first day")
+	}
+}
+
 func TestInputErrors(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := Open(filepath.Join(dir, "missing.ndjson")); !errors.Is(err, os.ErrNotExist) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/klagg/klagg/bench"
@@ -23,8 +24,24 @@ func runBench(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.Pin, "pin", false, "lock the source goroutine to an OS thread")
 	cpu := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	mem := fs.String("memprofile", "", "write an allocation profile to this file")
-	if err := fs.Parse(args); err != nil {
+	setUsage(fs, "klagg bench [--json] [--duration 10s] [--symbols 500] [--shards 2] [--rate 100000] [flags]",
+		"Runs the pipeline over synthetic frames beside a naive baseline, then a paced phase measuring\nlatency from a frame handed to the source to its kline update.")
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	switch {
+	case cfg.Duration <= 0:
+		return usageErrorf("--duration %v: want a positive duration", cfg.Duration)
+	case cfg.Symbols < 1:
+		return usageErrorf("--symbols %d: want at least 1", cfg.Symbols)
+	case cfg.Shards < 1 || cfg.Shards > maxShards:
+		return usageErrorf("--shards %d: want 1 to %d", cfg.Shards, maxShards)
+	case !(cfg.Rate > 0) || math.IsInf(cfg.Rate, 0):
+		return usageErrorf("--rate %v: want a positive number", cfg.Rate)
+	case cfg.Frames < 1:
+		return usageErrorf("--frames %d: want at least 1", cfg.Frames)
+	case cfg.Market != "futures" && cfg.Market != "spot":
+		return usageErrorf("unknown --market %q (want futures or spot)", cfg.Market)
 	}
 	stop, err := profiles(*cpu, *mem)
 	if err != nil {

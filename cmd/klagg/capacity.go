@@ -4,8 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"strconv"
-	"strings"
 
 	"github.com/klagg/klagg/bench"
 )
@@ -22,17 +22,36 @@ func runCapacity(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Market, "market", cfg.Market, "futures or spot")
 	rates := fs.String("rates", "", "comma-separated offered trades/s per step (default 50k..2M)")
 	debug := fs.Bool("debug", false, "log the daemon")
-	if err := fs.Parse(args); err != nil {
+	setUsage(fs, "klagg capacity [--json] [--symbols 1000] [--conns 4] [--duration 20s] [--slo 50ms] [flags]",
+		"Runs fakex and the daemon over loopback WebSockets, raising the offered rate step by step, and\nreports the largest rate sustained with zero loss and p99 latency under the SLO.")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *rates != "" {
+	switch {
+	case cfg.Symbols < 1:
+		return usageErrorf("--symbols %d: want at least 1", cfg.Symbols)
+	case cfg.Conns < 1:
+		return usageErrorf("--conns %d: want at least 1", cfg.Conns)
+	case cfg.Shards < 1 || cfg.Shards > maxShards:
+		return usageErrorf("--shards %d: want 1 to %d", cfg.Shards, maxShards)
+	case cfg.Duration <= 0:
+		return usageErrorf("--duration %v: want a positive duration", cfg.Duration)
+	case cfg.SLO <= 0:
+		return usageErrorf("--slo %v: want a positive duration", cfg.SLO)
+	case cfg.Market != "futures" && cfg.Market != "spot":
+		return usageErrorf("unknown --market %q (want futures or spot)", cfg.Market)
+	}
+	if flagSet(fs, "rates") {
 		cfg.Rates = nil
-		for _, r := range strings.Split(*rates, ",") {
+		for _, r := range splitTrimmed(*rates) {
 			v, err := strconv.ParseFloat(r, 64)
-			if err != nil || v <= 0 {
-				return fmt.Errorf("bad rate %q", r)
+			if err != nil || !(v > 0) || math.IsInf(v, 0) {
+				return usageErrorf("--rates: bad rate %q (want positive trades/s such as 50000,100000)", r)
 			}
 			cfg.Rates = append(cfg.Rates, v)
+		}
+		if len(cfg.Rates) == 0 {
+			return usageErrorf("--rates is empty: give rates such as 50000,100000, or leave it out for 50k to 2M")
 		}
 	}
 	if *debug {

@@ -7,6 +7,8 @@
 //	klagg replay   replay recorded frames or data.binance.vision CSVs into kline CSVs
 //	klagg bench    end-to-end benchmark against a naive baseline, as one JSON object
 //	klagg capacity the daemon against fakex over loopback at rising rates
+//
+// `klagg help CMD` or `klagg CMD -h` lists a command's flags.
 package main
 
 import (
@@ -15,10 +17,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -40,37 +45,181 @@ var commands = []command{
 }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage()
-		os.Exit(2)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	for _, c := range commands {
-		if c.name == os.Args[1] {
-			if err := c.run(ctx, os.Args[2:]); err != nil {
-				if errors.Is(err, flag.ErrHelp) {
-					os.Exit(2)
-				}
-				fmt.Fprintf(os.Stderr, "klagg %s: %v\n", c.name, err)
-				os.Exit(1)
-			}
-			return
-		}
-	}
-	fmt.Fprintf(os.Stderr, "klagg: unknown command %q\n\n", os.Args[1])
-	usage()
-	os.Exit(2)
+	go func() {
+		<-ctx.Done()
+		stop() // the first Ctrl-C stops cleanly; a second one kills at once
+	}()
+	os.Exit(runCommand(ctx, os.Args[1:]))
 }
 
-func usage() {
+// runCommand runs the command args[0] with the flags args[1:] and returns the exit
+// status: 0 for success and for help asked for (klagg -h, klagg help [CMD], klagg
+// CMD -h), 2 for a usage mistake (unknown command or flag, bad flag value, stray
+// argument), 1 for a failure. Help goes to stdout, mistakes to stderr.
+func runCommand(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		usage(os.Stderr)
+		return 2
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help", "help":
+		if name == "help" && len(args) > 1 { // klagg help replay
+			return runCommand(ctx, []string{args[1], "-h"})
+		}
+		usage(os.Stdout)
+		return 0
+	}
+	for _, c := range commands {
+		if c.name != name {
+			continue
+		}
+		err := c.run(ctx, args[1:])
+		var uerr usageError
+		switch {
+		case err == nil, errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.As(err, &uerr):
+			fmt.Fprintf(os.Stderr, "klagg %s: %v\nRun 'klagg %s -h' for its flags.\n", name, err, name)
+			return 2
+		}
+		fmt.Fprintf(os.Stderr, "klagg %s: %v\n", name, err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "klagg: unknown command %q\n\n", name)
+	usage(os.Stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
 	var b strings.Builder
 	b.WriteString("usage: klagg <command> [flags]\n\ncommands:\n")
 	for _, c := range commands {
 		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.usage)
 	}
-	b.WriteString("\nRun 'klagg <command> -h' for a command's flags.\n")
-	fmt.Fprint(os.Stderr, b.String())
+	b.WriteString("\nRun 'klagg <command> -h' or 'klagg help <command>' for a command's flags.\n")
+	fmt.Fprint(w, b.String())
+}
+
+// usageError is a mistake in the command line: klagg exits 2 and points at -h.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+// setUsage gives fs a usage text: the synopsis, what the command does, the flags.
+func setUsage(fs *flag.FlagSet, synopsis, about string) {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s\n\n", synopsis)
+		if about != "" {
+			fmt.Fprintf(fs.Output(), "%s\n\n", about)
+		}
+		fs.PrintDefaults()
+	}
+}
+
+// parseFlags parses a command's arguments. Asked for help (-h, --help) it prints
+// the usage on stdout and returns flag.ErrHelp; an unknown flag, a bad value or a
+// positional argument (every command takes flags only) is a usageError.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard) // the flag package would print its errors and the usage on stderr
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		return flag.ErrHelp
+	}
+	fs.SetOutput(os.Stderr)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected argument %q: klagg %s takes flags only, and a list is one comma-separated value (--intervals 1m,5m)", fs.Arg(0), fs.Name())
+	}
+	return nil
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// splitTrimmed splits a comma-separated list, trimming the spaces around each item
+// and dropping empty ones: "a.csv, b.csv" is two paths, as --symbols "A, B" is two
+// symbols.
+func splitTrimmed(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// attemptLog is an http.RoundTripper that remembers what the requests through it
+// met, so `klagg run` stopped before the exchange ever answered can say what it
+// tried: how many requests, to which URL, and the last failure.
+type attemptLog struct {
+	next http.RoundTripper
+
+	mu       sync.Mutex
+	attempts int
+	url      string
+	last     string // the last failure: a transport error or an HTTP status
+}
+
+// wrapHTTP returns a copy of c (nil: a default client) whose requests go through a.
+func (a *attemptLog) wrapHTTP(c *http.Client) *http.Client {
+	wrapped := &http.Client{}
+	if c != nil {
+		*wrapped = *c
+	}
+	a.next = wrapped.Transport
+	if a.next == nil {
+		a.next = http.DefaultTransport
+	}
+	wrapped.Transport = a
+	return wrapped
+}
+
+// RoundTrip implements http.RoundTripper.
+func (a *attemptLog) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := a.next.RoundTrip(req)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.attempts++
+	a.url = req.URL.Redacted()
+	switch {
+	case err != nil && req.Context().Err() == nil: // not the cancellation of a stop
+		a.last = err.Error()
+	case err == nil && resp.StatusCode >= 300:
+		a.last = "HTTP " + resp.Status
+	}
+	return resp, err
+}
+
+// summary says what was tried, e.g. "3 requests to http://.../exchangeInfo, the last
+// failure: dial tcp ...: connection refused".
+func (a *attemptLog) summary() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.attempts == 0 {
+		return "no request sent"
+	}
+	last := a.last
+	if last == "" {
+		last = "none (interrupted while waiting for a reply)"
+	}
+	plural := "s"
+	if a.attempts == 1 {
+		plural = ""
+	}
+	return fmt.Sprintf("%d request%s to %s, the last failure: %s", a.attempts, plural, a.url, last)
 }
 
 // printJSON prints a result as one indented JSON object on stdout.
