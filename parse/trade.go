@@ -24,6 +24,10 @@ type Trade struct {
 	Qty        Decimal // "q"
 	Symbol     uint32  // index in the Symbols table the decoder used
 	BuyerMaker bool    // "m": true when the buyer was the maker, i.e. a taker sell
+	// Control is zero for a trade. Decoders never set it; a non-zero value makes
+	// the record an in-band command for the shard that owns Symbol (see shard.Op),
+	// so that commands travel through the same ring as the trades they must follow.
+	Control uint8
 }
 
 // Count is the number of raw trades the aggTrade stands for.

@@ -17,6 +17,11 @@ type Config struct {
 	// (ceil(Lateness/length)+1 klines, at most 1024): with 1 s klines a History of 2
 	// keeps only 2 s of corrections, with 1M two months. 0 leaves History as it is.
 	Lateness int64
+	// MaxEmpty, in ms, bounds the empty klines of a silent symbol: once it has not
+	// traded for MaxEmpty, the empty kline closing past that gets FlagQuiet and
+	// no more follow until it trades again (Counters.QuietSkipped). 0: no bound,
+	// as Binance (every period after a symbol's first trade yields a kline).
+	MaxEmpty int64
 }
 
 // DefaultConfig returns the futures intervals, a 2 s grace and 2 klines of history.
@@ -25,19 +30,26 @@ func DefaultConfig() Config {
 }
 
 // Counters are the Aggregator's running totals. Late and TooLate count
-// (trade, interval) pairs: a trade can be on time for 1h and late for 1s.
+// (trade, interval) pairs: a trade can be on time for 1h and late for 1s;
+// TooLateTrades counts the trades that missed at least one interval.
 type Counters struct {
-	Trades          uint64 // trades applied
-	Duplicates      uint64 // trades skipped because AggID <= the symbol's last applied AggID
+	Trades          uint64 // trades accepted (not duplicates): Trades - TooLateTrades were applied to every interval
+	Duplicates      uint64 // trades skipped because their AggID was applied already
 	Late            uint64 // late trades applied to a closed kline in history (corrections)
-	TooLate         uint64 // late trades older than History (or than the symbol's first kline): dropped
-	IDGaps          uint64 // trades whose AggID > last applied + 1
+	TooLate         uint64 // late trades older than the history (or than the symbol's first kline): dropped
+	TooLateTrades   uint64 // trades dropped from at least one interval as too late (each once)
+	IDGaps          uint64 // trades whose AggID does not follow the previous one
+	RunMerges       uint64 // id ranges joined to bound memory (ids between count as applied)
 	Overflows       uint64 // klines that got FlagOverflow
 	ClosedKlines    uint64 // klines closed (corrections excluded)
 	EmptyKlines     uint64 // of which empty
+	QuietSkipped    uint64 // empty klines not emitted: their symbol was silent past MaxEmpty
 	EarlyCloses     uint64 // klines closed ahead of the watermark because a trade ran past the window
 	Updates         uint64 // Update calls accepted
 	UpdatesDeferred uint64 // Update calls refused (kline kept dirty)
+	Commands        uint64 // in-band commands executed
+	BadCommands     uint64 // in-band records with an unknown Op
+	Marks           uint64 // flag-only events for klines no longer kept
 }
 
 // Add adds o's counts to c (the pipeline sums its shards).
@@ -46,7 +58,13 @@ func (c *Counters) Add(o Counters) {
 	c.Duplicates += o.Duplicates
 	c.Late += o.Late
 	c.TooLate += o.TooLate
+	c.TooLateTrades += o.TooLateTrades
 	c.IDGaps += o.IDGaps
+	c.RunMerges += o.RunMerges
+	c.QuietSkipped += o.QuietSkipped
+	c.Commands += o.Commands
+	c.BadCommands += o.BadCommands
+	c.Marks += o.Marks
 	c.Overflows += o.Overflows
 	c.ClosedKlines += o.ClosedKlines
 	c.EmptyKlines += o.EmptyKlines
@@ -73,16 +91,20 @@ type series struct {
 	history   []entry // closed periods [next-len(history), next), entry = period mod len
 	next      int64   // first period of this symbol not closed yet
 	newest    int64   // newest period with trades; an open one iff >= next
+	first     int64   // the symbol's first period: no kline precedes it
+	lateMark  int64   // last period marked FlagLate (one mark per kline)
 	lastClose parse.Decimal
 }
 
 type symbolState struct {
-	lastAggID int64
-	sym       uint32
-	dirty     bool // in Aggregator.dirty, updates pending from series[updFrom]
-	retired   bool
-	updFrom   int
-	series    []series
+	ids      idRuns
+	sym      uint32
+	dirty    bool // in Aggregator.dirty, updates pending from series[updFrom]
+	retired  bool
+	updFrom  int
+	hold     int64 // klines with CloseTime >= hold stay open (NoHold: none)
+	lastTime int64 // largest trade time applied
+	series   []series
 }
 
 // intervalState is the watermark state of one interval, shared by all symbols.
@@ -109,6 +131,12 @@ type Aggregator struct {
 	dirty   []uint32       // symbols with updates pending
 	slab    int            // entries per symbol
 	c       Counters
+
+	// Rarely used, by symbol: holds and partial starts waiting for a first
+	// trade (0: none), and what is left of retired symbols.
+	holds    []int64
+	partials []int64
+	tombs    map[uint32]*tomb
 }
 
 // New validates cfg (1..255 distinct intervals, Grace >= 0, History >= 0) and
@@ -133,7 +161,10 @@ func New(cfg Config, out Emitter) (*Aggregator, error) {
 	if cfg.Lateness < 0 || cfg.Lateness > 100*365*msDay {
 		return nil, fmt.Errorf("cannot create aggregator: lateness %d ms out of range: %w", cfg.Lateness, ErrConfig)
 	}
-	a := &Aggregator{cfg: cfg, out: out}
+	if cfg.MaxEmpty < 0 {
+		return nil, fmt.Errorf("cannot create aggregator: max empty %d ms out of range: %w", cfg.MaxEmpty, ErrConfig)
+	}
+	a := &Aggregator{cfg: cfg, out: out, tombs: map[uint32]*tomb{}}
 	a.cfg.Intervals = append([]Interval(nil), cfg.Intervals...)
 	for i, iv := range a.cfg.Intervals {
 		if !iv.valid() {
@@ -167,22 +198,39 @@ func (a *Aggregator) Config() Config { return a.cfg }
 // Counters returns the running totals.
 func (a *Aggregator) Counters() Counters { return a.c }
 
-// Apply applies one trade. It allocates only for a symbol's first trade.
+// Apply applies one trade, or executes an in-band command (t.Control != 0, see
+// Op). It allocates only for a symbol's first trade.
 func (a *Aggregator) Apply(t *parse.Trade) {
+	if t.Control != 0 {
+		a.control(t)
+		return
+	}
 	if int(t.Symbol) >= len(a.symbols) || a.symbols[t.Symbol] == nil {
+		if len(a.tombs) > 0 && a.applyTomb(t) {
+			return
+		}
 		a.applyFirst(t)
 		return
 	}
 	st := a.symbols[t.Symbol]
-	if t.AggID <= st.lastAggID {
-		a.c.Duplicates++
-		return
-	}
-	if t.AggID != st.lastAggID+1 {
+	if t.AggID != st.ids.cur.hi+1 {
+		added, merged := st.ids.addSlow(t.AggID)
+		if !added {
+			a.c.Duplicates++
+			return
+		}
+		if merged {
+			a.c.RunMerges++
+		}
 		a.c.IDGaps++
+	} else {
+		st.ids.add(t.AggID)
 	}
-	st.lastAggID = t.AggID
+	if st.retired {
+		a.relist(st, t.TradeTime)
+	}
 	a.c.Trades++
+	late := false
 	quote := Mul64(uint64(t.Price), uint64(t.Qty))
 	price, qty, cnt := t.Price, uint64(t.Qty), t.Count()
 	// Taker-buy sums add zero for taker sells: branch-free, since the side is
@@ -195,7 +243,7 @@ func (a *Aggregator) Apply(t *parse.Trade) {
 	for i := range st.series {
 		s := &st.series[i]
 		if t.TradeTime < s.curOpen || t.TradeTime >= s.curNext {
-			a.applySlow(st, s, i, t, quote)
+			late = a.applySlow(st, s, i, t, quote) || late
 			continue
 		}
 		// Fast path, inlined by hand: the cached kline already has trades.
@@ -221,7 +269,27 @@ func (a *Aggregator) Apply(t *parse.Trade) {
 			checkKline(k)
 		}
 	}
+	// After the intervals: the empty klines a trade far ahead closes see the
+	// silence before it.
+	st.lastTime = max(st.lastTime, t.TradeTime)
+	if late {
+		a.c.TooLateTrades++
+		a.out.Dropped(t, ErrTooLate)
+	}
 	a.markDirty(st, t.Symbol)
+}
+
+// relist starts a retired symbol again that trades before its state was
+// freed: series whose klines all closed skip to the trade's period, with no
+// empty klines for the time it was delisted.
+func (a *Aggregator) relist(st *symbolState, at int64) {
+	st.retired = false
+	a.retired--
+	for i := range st.series {
+		if s := &st.series[i]; s.newest < s.next {
+			s.next = max(s.next, a.ivs[i].iv.Period(at))
+		}
+	}
 }
 
 func (a *Aggregator) markDirty(st *symbolState, sym uint32) {
@@ -312,14 +380,21 @@ func (a *Aggregator) applyFirst(t *parse.Trade) {
 		a.symbols = grown
 	}
 	slab := make([]entry, a.slab)
-	st := &symbolState{lastAggID: t.AggID, sym: sym, series: make([]series, len(a.ivs))}
+	st := &symbolState{ids: newIDRuns(t.AggID), sym: sym, hold: NoHold, lastTime: t.TradeTime, series: make([]series, len(a.ivs))}
+	if int(sym) < len(a.holds) && a.holds[sym] != 0 {
+		st.hold, a.holds[sym] = a.holds[sym], 0
+	}
+	partialBefore := int64(math.MinInt64)
+	if int(sym) < len(a.partials) && a.partials[sym] != 0 {
+		partialBefore, a.partials[sym] = a.partials[sym], 0
+	}
 	for i := range st.series {
 		w, h := a.ivs[i].window, a.ivs[i].history
 		st.series[i] = series{
 			window:  slab[:w:w],
 			history: slab[w : w+h : w+h],
 			curOpen: math.MaxInt64, curNext: math.MinInt64,
-			newest: math.MinInt64,
+			newest: math.MinInt64, lateMark: math.MinInt64,
 		}
 		slab = slab[w+h:]
 	}
@@ -336,8 +411,11 @@ func (a *Aggregator) applyFirst(t *parse.Trade) {
 		s := &st.series[i]
 		ivs := &a.ivs[i]
 		p := ivs.iv.Period(t.TradeTime)
-		s.next = p
+		s.next, s.first = p, p
 		a.applySlow(st, s, i, t, quote)
+		if ivs.iv.periodOpen(p) < partialBefore {
+			s.cur.k.Flags |= FlagPartial
+		}
 		// The interval's watermark is already past this period: close it now.
 		if p < ivs.closed {
 			a.closeThrough(st, s, i, ivs.closed-1)
@@ -347,18 +425,18 @@ func (a *Aggregator) applyFirst(t *parse.Trade) {
 }
 
 // applySlow handles a trade outside the cached period: another open period,
-// a period beyond the window, or a closed one.
-func (a *Aggregator) applySlow(st *symbolState, s *series, i int, t *parse.Trade, quote Uint128) {
+// a period beyond the window, or a closed one. It reports a trade too late
+// for this interval.
+func (a *Aggregator) applySlow(st *symbolState, s *series, i int, t *parse.Trade, quote Uint128) (tooLate bool) {
 	ivs := &a.ivs[i]
 	p := ivs.iv.Period(t.TradeTime)
 	if p < s.next {
-		a.applyLate(s, i, p, t, quote)
-		return
+		return !a.applyLate(st, s, i, p, t, quote)
 	}
 	w := int64(len(s.window))
 	if p >= s.next+w {
 		a.c.EarlyCloses += uint64(p - w + 1 - s.next)
-		a.closeThrough(st, s, i, p-w)
+		a.closeForced(st, s, i, p-w)
 	}
 	e := &s.window[floorMod(p, w)]
 	if !e.live {
@@ -369,6 +447,7 @@ func (a *Aggregator) applySlow(st *symbolState, s *series, i int, t *parse.Trade
 	a.add(&e.k, t, quote)
 	s.newest = max(s.newest, p)
 	s.cur, s.curOpen, s.curNext = e, e.k.OpenTime, e.k.CloseTime+1
+	return false
 }
 
 func (a *Aggregator) initEntry(e *entry, st *symbolState, i int, p int64) {
@@ -385,17 +464,29 @@ func (a *Aggregator) initEntry(e *entry, st *symbolState, i int, p int64) {
 	e.live = true
 }
 
-// applyLate applies a trade whose period p is already closed for this symbol.
-func (a *Aggregator) applyLate(s *series, i int, p int64, t *parse.Trade, quote Uint128) {
+// applyLate applies a trade whose period p is already closed for this symbol;
+// it reports false if the kline is no longer kept (the trade is too late for
+// this interval: counted, and the kline marked FlagLate once).
+func (a *Aggregator) applyLate(st *symbolState, s *series, i int, p int64, t *parse.Trade, quote Uint128) bool {
 	h := int64(len(s.history))
+	if p < s.first { // before the symbol's first kline: no kline to correct
+		a.c.TooLate++
+		return false
+	}
 	if h == 0 || p < s.next-h {
 		a.c.TooLate++
-		return
+		if p != s.lateMark {
+			s.lateMark = p
+			a.mark(st.sym, i, p, FlagLate)
+		}
+		return false
 	}
 	e := &s.history[floorMod(p, h)]
-	if !e.live || e.period != p { // before the symbol's first kline
+	if !e.live || e.period != p {
+		// A period skipped, not closed (a quiet or delisted symbol): no kline
+		// was written for it, none to correct.
 		a.c.TooLate++
-		return
+		return false
 	}
 	a.c.Late++
 	oldClose := e.k.Close
@@ -403,24 +494,35 @@ func (a *Aggregator) applyLate(s *series, i int, p int64, t *parse.Trade, quote 
 	e.k.Flags |= FlagCorrected
 	a.out.Closed(&e.k)
 	if e.k.Close == oldClose {
-		return
+		return true
 	}
 	// Empty successors copy the previous close.
 	c := e.k.Close
 	for q := p + 1; q < s.next; q++ {
 		e := &s.history[floorMod(q, h)]
 		if !e.live || e.period != q || e.k.FirstAggID >= 0 {
-			return
+			return true
 		}
 		e.k.Open, e.k.High, e.k.Low, e.k.Close = c, c, c, c
 		e.k.Flags |= FlagCorrected
 		a.out.Closed(&e.k)
 	}
 	s.lastClose = c
+	return true
 }
 
-// closeThrough closes the periods of one series up to and including q.
+// closeThrough closes the periods of one series up to and including q, or up
+// to the symbol's hold.
 func (a *Aggregator) closeThrough(st *symbolState, s *series, i int, q int64) {
+	if st.hold != NoHold {
+		q = min(q, a.ivs[i].iv.Period(st.hold)-1)
+	}
+	a.closeForced(st, s, i, q)
+}
+
+// closeForced closes the periods of one series up to and including q, holds
+// or not.
+func (a *Aggregator) closeForced(st *symbolState, s *series, i int, q int64) {
 	for s.next <= q {
 		if st.retired && s.newest < s.next {
 			// Delisted and no traded period left: no more empty klines.
@@ -445,9 +547,22 @@ func (a *Aggregator) closeNext(st *symbolState, s *series, i int) {
 		panic(fmt.Sprintf("BUG: closing period %d but its window slot holds period %d", q, e.period))
 	}
 	if e.k.FirstAggID < 0 {
+		if a.cfg.MaxEmpty > 0 && e.k.OpenTime-st.lastTime > a.cfg.MaxEmpty {
+			// Silent past the bound: the kline before was the last (FlagQuiet).
+			e.live = false
+			if s.cur == e {
+				s.cur, s.curOpen, s.curNext = nil, math.MaxInt64, math.MinInt64
+			}
+			s.next = q + 1
+			a.c.QuietSkipped++
+			return
+		}
 		c := s.lastClose
 		e.k.Open, e.k.High, e.k.Low, e.k.Close = c, c, c, c
 		e.k.Flags |= FlagEmpty
+		if a.cfg.MaxEmpty > 0 && e.k.CloseTime+1-st.lastTime > a.cfg.MaxEmpty {
+			e.k.Flags |= FlagQuiet
+		}
 		a.c.EmptyKlines++
 	}
 	e.k.Closed = true
@@ -488,9 +603,9 @@ func (a *Aggregator) Advance(watermark int64) {
 }
 
 // Flush ends the input: it closes every kline with CloseTime <= watermark
-// (no grace). With includeOpen it then also closes every still-open kline
-// that has trades (and the empty periods before it): those klines are
-// incomplete, their period not being over.
+// (no grace), holds excepted. With includeOpen it then also closes every
+// still-open kline that has trades (and the empty periods before it): those
+// klines are incomplete, their period not being over.
 func (a *Aggregator) Flush(watermark int64, includeOpen bool) {
 	limit := watermark
 	if limit < math.MaxInt64 {
@@ -512,6 +627,20 @@ func (a *Aggregator) Flush(watermark int64, includeOpen bool) {
 		}
 	}
 	a.freeRetired()
+}
+
+// NextClose returns the smallest watermark at which Advance would close a
+// kline of some interval (math.MaxInt64 when none will): an idle caller can
+// sleep until then. Lifting a hold (OpHold) closes what it held at once.
+func (a *Aggregator) NextClose() int64 {
+	next := int64(math.MaxInt64)
+	for i := range a.ivs {
+		next = min(next, a.ivs[i].nextOpen)
+	}
+	if next == math.MinInt64 || next > math.MaxInt64-a.cfg.Grace {
+		return next
+	}
+	return next + a.cfg.Grace
 }
 
 // closeUpTo closes every period q with open(q+1) <= limit.
@@ -565,19 +694,8 @@ func (a *Aggregator) FlushUpdates() {
 	a.dirty = a.dirty[:0]
 }
 
-// Retire marks a symbol delisted: its open klines with trades still close (and
-// the empty periods between them), then no empty klines follow and its state is
-// freed. A later trade for the symbol starts afresh, duplicates unchecked.
-func (a *Aggregator) Retire(symbol uint32) {
-	if int(symbol) >= len(a.symbols) || a.symbols[symbol] == nil {
-		return
-	}
-	if st := a.symbols[symbol]; !st.retired {
-		st.retired = true
-		a.retired++
-	}
-	a.freeRetired()
-}
+// Retire marks a symbol delisted, at once; see OpRetire for the in-band form.
+func (a *Aggregator) Retire(symbol uint32) { a.retire(symbol) }
 
 func (a *Aggregator) freeRetired() {
 	if a.retired == 0 {
@@ -595,6 +713,11 @@ func (a *Aggregator) freeRetired() {
 			}
 		}
 		if done {
+			tb := &tomb{ids: st.ids, written: math.MinInt64}
+			for i := range st.series {
+				tb.written = max(tb.written, a.ivs[i].iv.periodOpen(st.series[i].next))
+			}
+			a.tombs[uint32(id)] = tb
 			a.symbols[id] = nil
 			a.live--
 			a.retired--
@@ -602,26 +725,6 @@ func (a *Aggregator) freeRetired() {
 	}
 }
 
-// MarkGap flags with FlagGap the symbol's open klines (traded or not yet)
-// whose period overlaps trade times [from, to]. Cheap, meant for rare use.
-func (a *Aggregator) MarkGap(symbol uint32, from, to int64) {
-	if int(symbol) >= len(a.symbols) || a.symbols[symbol] == nil {
-		return
-	}
-	st := a.symbols[symbol]
-	for i := range st.series {
-		s := &st.series[i]
-		iv := &a.ivs[i].iv
-		w := int64(len(s.window))
-		for q := s.next; q < s.next+w; q++ {
-			if iv.periodOpen(q) > to || iv.periodOpen(q+1) <= from {
-				continue
-			}
-			e := &s.window[floorMod(q, w)]
-			if !e.live {
-				a.initEntry(e, st, i, q)
-			}
-			e.k.Flags |= FlagGap
-		}
-	}
-}
+// MarkGap flags the symbol's klines overlapping trade times [from, to] at once;
+// see OpMarkGap for the in-band form.
+func (a *Aggregator) MarkGap(symbol uint32, from, to int64) { a.markGap(symbol, from, to) }

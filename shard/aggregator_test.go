@@ -25,8 +25,9 @@ var (
 
 type nopEmitter struct{}
 
-func (nopEmitter) Closed(*Kline)      {}
-func (nopEmitter) Update(*Kline) bool { return true }
+func (nopEmitter) Closed(*Kline)                {}
+func (nopEmitter) Update(*Kline) bool           { return true }
+func (nopEmitter) Dropped(*parse.Trade, error) {}
 
 type klineKey struct {
 	sym  uint32
@@ -43,6 +44,17 @@ type recorder struct {
 	refuse   func() bool
 	updates  int
 	ivs      []Interval
+	dropped  []parse.Trade
+	marks    []Kline
+	// allowHoles accepts a kline after a hole (a quiet or relisted symbol).
+	allowHoles bool
+}
+
+func (r *recorder) Dropped(t *parse.Trade, why error) {
+	if !errors.Is(why, ErrTooLate) {
+		r.t.Fatalf("dropped %+v for %v", *t, why)
+	}
+	r.dropped = append(r.dropped, *t)
 }
 
 func newRecorder(t *testing.T, ivs []Interval) *recorder {
@@ -53,13 +65,17 @@ func (r *recorder) Closed(k *Kline) {
 	if !k.Closed {
 		r.t.Fatalf("Closed got an open kline %+v", *k)
 	}
+	if k.Mark {
+		r.marks = append(r.marks, *k)
+		return
+	}
 	key := klineKey{k.Symbol, k.Interval, k.OpenTime}
 	sk := [2]uint32{k.Symbol, uint32(k.Interval)}
 	if k.Flags&FlagCorrected == 0 {
 		if _, seen := r.final[key]; seen {
 			r.t.Fatalf("kline closed twice without FlagCorrected: %+v", *k)
 		}
-		if next, ok := r.lastNext[sk]; ok && k.OpenTime != next {
+		if next, ok := r.lastNext[sk]; ok && k.OpenTime != next && !(r.allowHoles && k.OpenTime > next) {
 			r.t.Fatalf("sym %d %s: closed %d after a kline ending at %d", k.Symbol, r.ivs[k.Interval].Name, k.OpenTime, next)
 		}
 		r.lastOpen[sk], r.lastNext[sk] = k.OpenTime, k.CloseTime+1
@@ -113,19 +129,18 @@ func refNext(iv Interval, open int64) int64 {
 	return open + iv.Millis
 }
 
-// reference aggregates trades plainly: dedupe by running max AggID, group by
+// reference aggregates trades plainly: dedupe by the set of applied ids, group by
 // period, fill empty periods from the first one through max(last traded,
 // last period closing at or before flushWM).
 func reference(ivs []Interval, trades []parse.Trade, flushWM int64) map[klineKey]refKline {
 	out := map[klineKey]refKline{}
-	last := map[uint32]int64{}
+	seen := map[[2]int64]bool{}
 	applied := map[uint32][]parse.Trade{}
 	for _, t := range trades {
-		if l, ok := last[t.Symbol]; ok && t.AggID <= l {
-			continue
+		if key := [2]int64{int64(t.Symbol), t.AggID}; !seen[key] {
+			seen[key] = true
+			applied[t.Symbol] = append(applied[t.Symbol], t)
 		}
-		last[t.Symbol] = t.AggID
-		applied[t.Symbol] = append(applied[t.Symbol], t)
 	}
 	for sym, ts := range applied {
 		for i, iv := range ivs {
@@ -346,7 +361,16 @@ func (e *textEmitter) line(kind string, k *Kline) {
 		time.UnixMilli(k.OpenTime).UTC().Format("15:04:05"), k.Flags, k.FirstAggID, k.LastAggID, k.FirstTradeID, k.LastTradeID, k.AppendCSV(nil))
 }
 
-func (e *textEmitter) Closed(k *Kline) { e.line("closed", k) }
+func (e *textEmitter) Closed(k *Kline) {
+	if k.Mark {
+		fmt.Fprintf(&e.buf, "mark    sym=%d %-3s %s flags=%s\n", k.Symbol, e.ivs[k.Interval].Name, time.UnixMilli(k.OpenTime).UTC().Format("15:04:05"), k.Flags)
+		return
+	}
+	e.line("closed", k)
+}
+func (e *textEmitter) Dropped(t *parse.Trade, why error) {
+	fmt.Fprintf(&e.buf, "dropped sym=%d agg=%d: %v\n", t.Symbol, t.AggID, why)
+}
 func (e *textEmitter) Update(k *Kline) bool {
 	if e.refuse > 0 {
 		e.refuse--

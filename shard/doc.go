@@ -8,9 +8,8 @@
 // # Binance semantics
 //
 // For each (symbol, interval, period): Open is the first applied trade's price
-// and Close the last's (per symbol applied trades have strictly increasing
-// AggID; AggID <= the last applied one is a duplicate and is skipped), High/Low
-// the extremes; Count is sum(LastID-FirstID+1); Volume sums quantities and
+// and Close the last's (in the order applied, which is aggTrade id order for
+// a live feed), High/Low the extremes; Count is sum(LastID-FirstID+1); Volume sums quantities and
 // QuoteVolume sums price*qty exactly; the taker-buy sums take trades with
 // BuyerMaker == false. After a symbol's first trade every period yields a
 // kline: a period without trades gives O=H=L=C=previous close, volumes 0, count
@@ -20,6 +19,25 @@
 // 00:00 UTC; 3d uses Binance's grid (open_time = 1 day mod 3 days); 1M opens on
 // the first day of each calendar month, 00:00 UTC.
 //
+// # Duplicates
+//
+// A duplicate is an aggTrade id already applied to the symbol, remembered as a
+// few ranges of ids (most symbols: one). An id far ahead of the others (a
+// corrupt frame) adds a range of its own: the real ids that follow are still
+// applied, so one bad trade spoils at most its own kline. Past 16 ranges the
+// two closest are joined (Counters.RunMerges).
+//
+// # Commands
+//
+// Control travels in-band, as parse.Trade records with Control set (see Op),
+// through the same ring as the trades it must follow: OpHold keeps a symbol's
+// klines open while its missing trades are fetched, OpMarkGap flags klines
+// whose trades are lost (closed ones too: emitted again, or as a Mark when no
+// longer kept), OpRetire ends a delisted symbol (a tombstone keeps its ids, so
+// a stray trade later is a duplicate or a late trade, never a new kline over one
+// already written), OpPartial flags the first klines of a symbol followed after
+// they opened.
+//
 // # Closing
 //
 // Klines close by watermark (event time, never the wall clock): Advance(wm)
@@ -27,13 +45,14 @@
 // applied even if it arrives out of time order. A trade into a period that has
 // already closed corrects that kline if it is among the last History closed
 // ones (re-emitted with FlagCorrected, together with the empty klines after it
-// whose copied close changed); older, it is counted in Counters.TooLate and
-// dropped. Each symbol keeps a window of ceil(Grace/length)+2 open periods per
+// whose copied close changed); older, it is counted in Counters.TooLate,
+// reported to Emitter.Dropped and dropped, and its kline is marked FlagLate. Each symbol keeps a window of ceil(Grace/length)+2 open periods per
 // interval; a trade that runs beyond it (the watermark lagging far behind the
 // trades) closes the oldest periods early (Counters.EarlyCloses), and any
 // later trade into them becomes a correction. Memory per (symbol, interval) is
 // that window plus History klines, however long a symbol stays quiet: empty
-// klines are produced when closing, not stored.
+// klines are produced when closing, not stored. Config.MaxEmpty stops them
+// after a silence that long (the last one gets FlagQuiet).
 //
 // # Arithmetic and bounds
 //

@@ -11,6 +11,9 @@ type printer struct{}
 
 func (printer) Closed(k *shard.Kline)      { fmt.Printf("%s %s\n", k.Flags, k.AppendCSV(nil)) }
 func (printer) Update(k *shard.Kline) bool { return true }
+func (printer) Dropped(t *parse.Trade, why error) {
+	fmt.Printf("dropped %d: %v\n", t.AggID, why)
+}
 
 func Example() {
 	ivs, _ := shard.ParseIntervals("1m")

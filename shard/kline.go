@@ -34,10 +34,14 @@ const (
 	// FlagREST marks a kline built in part or whole from Binance's REST klines
 	// rather than from trades (exact, but without aggTrade ids for that part).
 	FlagREST
+	// FlagQuiet marks the last empty kline of a symbol silent for longer than
+	// Config.MaxEmpty: no kline follows until it trades again (Binance would
+	// publish empty ones).
+	FlagQuiet
 )
 
 // flagNames are the names String writes, bit by bit.
-var flagNames = [...]string{"empty", "corrected", "overflow", "gap", "partial", "late", "rest"}
+var flagNames = [...]string{"empty", "corrected", "overflow", "gap", "partial", "late", "rest", "quiet"}
 
 // String lists the set flags, e.g. "empty|corrected", or "-" for none.
 func (f Flags) String() string {
@@ -58,10 +62,16 @@ func (f Flags) String() string {
 
 // Kline is one candlestick of one symbol and interval, as Binance computes it.
 type Kline struct {
-	Symbol              uint32
-	Interval            uint8 // index into Config.Intervals
-	Flags               Flags
-	Closed              bool
+	Symbol   uint32
+	Interval uint8 // index into Config.Intervals
+	Flags    Flags
+	Closed   bool
+	// Mark makes the event flag-only: a closed kline the aggregator no longer
+	// keeps (past its correction history) gets Flags added (FlagGap, FlagLate).
+	// Only Symbol, Interval, OpenTime, CloseTime and Flags are meaningful; a sink
+	// ORs Flags into the kline it stored and otherwise ignores the event.
+	Mark bool
+
 	OpenTime, CloseTime int64 // Unix ms; CloseTime is the last ms of the period
 
 	Open, High, Low, Close           parse.Decimal
@@ -139,6 +149,10 @@ type Emitter interface {
 	// trade (FlagCorrected). It must not drop it (block for backpressure
 	// instead). k is valid only during the call.
 	Closed(k *Kline)
+	// Dropped receives a trade the aggregator could not apply (ErrTooLate: its
+	// kline had left the correction history); the kline got FlagLate, by a
+	// correction or a Mark. t is valid only during the call.
+	Dropped(t *parse.Trade, why error)
 	// Update receives the running state of an open kline (Closed == false).
 	// Returning false means "no room now": the aggregator keeps the kline dirty
 	// and offers its newer state on the next FlushUpdates (coalescing). k is
