@@ -2,8 +2,8 @@ package pipeline
 
 import (
 	"math"
-
-	"github.com/Workiva/go-datastructures/queue"
+	"sync/atomic"
+	"time"
 
 	"github.com/klagg/klagg/parse"
 	"github.com/klagg/klagg/ring"
@@ -11,69 +11,30 @@ import (
 )
 
 // aggregator is one shard's goroutine: it drains the shard's input rings (one per
-// source), applies trades to the shard's kline state and hands events to the sink
-// through its output ring. Everything in it belongs to that goroutine.
+// source), applies trades and in-band commands to the shard's kline state and hands
+// events to the sink through its output ring. Everything in it belongs to that
+// goroutine, but inputs, which AddSource replaces (copy on write).
 type aggregator struct {
-	p      *Pipeline
-	id     int
-	agg    *shard.Aggregator
-	waiter *ring.Waiter
-	inputs []*ring.Ring[parse.Trade]
-	out    outbox
-	lastWM int64
-	wakes  uint64
-	// ctl carries rare commands from other goroutines (delistings, unfillable
-	// gaps). Workiva's lock-free MPMC ring buffer fits: many writers, one reader,
-	// and a Len check costs the hot loop one atomic load.
-	ctl *queue.RingBuffer
-}
-
-type controlOp uint8
-
-const (
-	opRetire controlOp = iota + 1
-	opMarkGap
-)
-
-// control is one command for an aggregator.
-type control struct {
-	op       controlOp
-	symbol   uint32
-	from, to int64
-}
-
-// command queues c for the aggregator and wakes it. It blocks only if 1024
-// commands wait, which would mean the aggregator is stuck.
-func (a *aggregator) command(c control) {
-	if err := a.ctl.Put(c); err != nil {
-		return // disposed: the pipeline has stopped
-	}
-	a.waiter.Wake()
-}
-
-// commands applies the queued commands.
-func (a *aggregator) commands() {
-	for a.ctl.Len() > 0 {
-		v, err := a.ctl.Get()
-		if err != nil {
-			return
-		}
-		c := v.(control)
-		switch c.op {
-		case opRetire:
-			a.agg.Retire(c.symbol)
-		case opMarkGap:
-			a.agg.MarkGap(c.symbol, c.from, c.to)
-		}
-	}
+	p         *Pipeline
+	id        int
+	agg       *shard.Aggregator
+	waiter    *ring.Waiter
+	inputs    atomic.Pointer[[]*ring.Ring[parse.Trade]]
+	out       outbox
+	lastWM    int64
+	nextClose int64 // the watermark at which Advance closes something next
+	wakes     uint64
 }
 
 func newAggregator(p *Pipeline, id int) (*aggregator, error) {
-	a := &aggregator{p: p, id: id, waiter: ring.NewWaiter(p.cfg.Ring), lastWM: math.MinInt64, ctl: queue.NewRingBuffer(1024)}
+	a := &aggregator{p: p, id: id, waiter: ring.NewWaiter(p.cfg.Ring), lastWM: math.MinInt64, nextClose: math.MinInt64}
+	a.inputs.Store(&[]*ring.Ring[parse.Trade]{})
 	a.out = outbox{
 		r:       ring.New[shard.Kline](p.cfg.Ring, p.sinkWaiter()),
 		stage:   make([]shard.Kline, 0, p.cfg.Batch),
 		updates: p.cfg.Updates,
+		p:       p,
+		shard:   id,
 	}
 	agg, err := shard.New(p.cfg.Shard, &a.out)
 	if err != nil {
@@ -83,18 +44,22 @@ func newAggregator(p *Pipeline, id int) (*aggregator, error) {
 	return a, nil
 }
 
+// addInput adds the ring of a new source (the caller holds the pipeline's mu).
+func (a *aggregator) addInput(r *ring.Ring[parse.Trade]) {
+	in := append(append([]*ring.Ring[parse.Trade](nil), *a.inputs.Load()...), r)
+	a.inputs.Store(&in)
+}
+
 func (a *aggregator) run() {
 	for {
 		// The watermark is read before the rings are drained: every trade at or before
 		// it was published before it, so it is applied before any kline closes.
 		wm := a.p.current()
 		n, done := a.drain()
-		if a.ctl.Len() > 0 {
-			a.commands()
-		}
 		if wm != math.MaxInt64 && wm > a.lastWM {
 			a.agg.Advance(wm)
 			a.lastWM = wm
+			a.nextClose = a.agg.NextClose()
 		}
 		if a.p.cfg.Updates { // also retries updates the sink had no room for
 			a.agg.FlushUpdates()
@@ -105,21 +70,45 @@ func (a *aggregator) run() {
 		}
 		if n == 0 {
 			a.wakes++
-			a.waiter.Wait(a.ready, a.p.cfg.Idle)
+			a.waiter.Wait(a.ready, a.idle())
 		}
 	}
-	a.commands()
-	a.ctl.Dispose()
-	a.agg.Flush(a.p.final(), a.p.cfg.FlushOpen)
+	if a.p.cfg.Clock != nil {
+		// A live feed stops: klines close only as far as the clock allows, and
+		// the open ones go out as updates (a store checkpoints them).
+		if wm := a.p.current(); wm != math.MaxInt64 && wm > a.lastWM {
+			a.agg.Advance(wm)
+		}
+		if a.p.cfg.Updates {
+			a.agg.FlushUpdates()
+		}
+	} else {
+		a.agg.Flush(a.p.final(), a.p.cfg.FlushOpen)
+	}
 	a.out.flush()
 	a.out.r.Close()
 }
 
+// idle is how long the aggregator may park when it has nothing to do: without a
+// clock, until a source publishes (Idle bounds it); with one, until the next
+// kline can close by the clock.
+func (a *aggregator) idle() time.Duration {
+	if a.p.cfg.Clock == nil {
+		return a.p.cfg.Idle
+	}
+	now := a.p.cfg.Clock()
+	if now == math.MinInt64 || a.nextClose == math.MinInt64 {
+		return 10 * time.Millisecond // not synced yet, or nothing seen yet
+	}
+	d := time.Duration(a.nextClose-now) * time.Millisecond
+	return min(max(d, 10*time.Millisecond), time.Second)
+}
+
 // drain applies everything the input rings hold now; done reports that every input
-// ring is closed and empty.
+// ring is closed and empty and no source can be added any more.
 func (a *aggregator) drain() (n int, done bool) {
-	done = true
-	for _, r := range a.inputs {
+	done = a.p.isEnding()
+	for _, r := range *a.inputs.Load() {
 		for {
 			items := r.Peek()
 			if len(items) == 0 {
@@ -139,18 +128,18 @@ func (a *aggregator) drain() (n int, done bool) {
 }
 
 func (a *aggregator) ready() bool {
-	done := true
-	for _, r := range a.inputs {
+	done := a.p.isEnding()
+	for _, r := range *a.inputs.Load() {
 		if len(r.Peek()) > 0 {
 			return true
 		}
 		done = done && r.Done()
 	}
-	if done || a.ctl.Len() > 0 {
+	if done {
 		return true
 	}
 	wm := a.p.current()
-	return wm > a.lastWM && wm != math.MaxInt64
+	return wm != math.MaxInt64 && wm > a.lastWM && wm >= a.nextClose
 }
 
 // outbox is the shard.Emitter of one aggregator: it stages events and publishes them to
@@ -161,6 +150,9 @@ type outbox struct {
 	r       *ring.Ring[shard.Kline]
 	stage   []shard.Kline
 	updates bool
+	p       *Pipeline
+	shard   int
+	dropped uint64 // trades the aggregator could not apply (too late)
 }
 
 func (o *outbox) Closed(k *shard.Kline) {
@@ -179,6 +171,13 @@ func (o *outbox) Update(k *shard.Kline) bool {
 	}
 	o.stage = append(o.stage, *k)
 	return true
+}
+
+// Dropped logs (sampled) a trade the shard could not apply; the shard counts it
+// and flags its kline.
+func (o *outbox) Dropped(t *parse.Trade, why error) {
+	o.dropped++
+	o.p.logDropped(t, why)
 }
 
 func (o *outbox) flush() {

@@ -12,14 +12,27 @@
 //	            rings, producer of its output ring).
 //	Sink        called only from the sink goroutine.
 //
-// Watermark: a source publishes the largest trade time it has seen only after every
-// trade up to it sits in a ring, and an aggregator reads the watermark before draining
-// its rings, so a kline is never closed ahead of a trade that was already handed over.
-// The pipeline's watermark is the smallest of the running sources' watermarks, so a
-// slow source never sees its trades turned into late corrections by a fast one.
+// Watermark: a source publishes its watermark only after every trade up to it sits in
+// a ring, and an aggregator reads the watermark before draining its rings, so a kline
+// is never closed ahead of a trade that was already handed over. A replay's watermark
+// is the largest trade time it has seen; a live source's (Config.Clock) is its
+// progress: the exchange time up to which it read everything (Feeder.Progress). The
+// pipeline's watermark is the smallest of the running sources' watermarks, bounded by
+// the clock, so a slow or blocked source delays closing instead of seeing its trades
+// turned into late corrections. A source waiting for one symbol's missing trades holds
+// that symbol alone, with an in-band command (shard.OpHold).
+//
+// In-band control: retirements, holds and gap marks are routed like trades
+// (Feeder.Command), through the same rings, so they never overtake the trades they
+// must follow.
+//
+// Sources may be added while running (AddSource: a live feed growing a connection);
+// aggregators see them through copy-on-write slices.
 //
 // Graceful shutdown: when every source has returned, each Feeder flushes and closes its
 // rings; aggregators drain what is left, close their klines up to the final watermark
-// (the largest trade time of the whole input) and close their output rings; the sink
-// goroutine drains those and closes the sink.
+// (a replay: the largest trade time of the whole input; a live feed: the clock, and its
+// open klines go out as updates rather than closed half-way) and close their output
+// rings; the sink goroutine drains those and closes the sink. A sink error cancels the
+// sources and ends Run with that error; nothing is left blocked on the dead sink.
 package pipeline

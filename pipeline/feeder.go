@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"math"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/klagg/klagg/parse"
 	"github.com/klagg/klagg/ring"
+	"github.com/klagg/klagg/shard"
 )
 
 // maxLogPayload bounds the bytes of a bad frame that go into a log line.
@@ -21,48 +21,53 @@ const maxLogPayload = 256
 // shards' rings in batches and publishes the source's watermark. It must be used only
 // by the goroutine that runs its Source.
 type Feeder struct {
-	p       *Pipeline
-	id      int
-	dec     *parse.Decoder
-	rings   []*ring.Ring[parse.Trade]
-	stage   [][]parse.Trade
-	batch   int
-	maxTime int64
-	wm      *watermark
-	clocked bool  // the pipeline's clock moves the watermark; the feeder only holds it
-	hold    int64 // with clocked: the watermark this source allows
-	live    atomic.Uint64
-	log     *zap.Logger
+	p        *Pipeline
+	id       int
+	dec      *parse.Decoder
+	rings    []*ring.Ring[parse.Trade]
+	stage    [][]parse.Trade
+	batch    int
+	maxTime  int64
+	wm       *watermark
+	clocked  bool  // the pipeline's clock bounds the watermark; the source reports progress
+	progress int64 // with clocked: exchange time up to which everything was handed over
+	live     atomic.Uint64
+	log      *zap.Logger
+	// partialSince, when set, precedes each symbol's first trade with
+	// shard.OpPartial(since): the input holds none of its trades before since.
+	partialSince int64
+	started      []bool // by symbol: its first trade went out
 
 	stats FeederStats
 }
 
 // FeederStats counts what one source handed over.
 type FeederStats struct {
-	Frames  uint64 // frames and CSV rows offered
-	Bytes   uint64
-	Trades  uint64 // trades routed to shards
-	Learned uint64 // symbols added on the fly (LearnSymbols)
-	Batches uint64 // ring publications
+	Frames   uint64 // frames and CSV rows offered
+	Bytes    uint64
+	Trades   uint64 // trades routed to shards
+	Commands uint64 // in-band commands routed to shards
+	Learned  uint64 // symbols added on the fly (LearnSymbols)
+	Batches  uint64 // ring publications
 }
 
 func newFeeder(p *Pipeline, id int, wm *watermark) *Feeder {
 	f := &Feeder{
-		p:       p,
-		id:      id,
-		dec:     parse.NewDecoder(p.cfg.Parse, p.symbols),
-		batch:   p.cfg.Batch,
-		maxTime: math.MinInt64,
-		wm:      wm,
-		clocked: p.cfg.Clock != nil,
-		hold:    math.MaxInt64,
-		log:     p.log.With(zap.Int("source", id)),
+		p:        p,
+		id:       id,
+		dec:      parse.NewDecoder(p.cfg.Parse, p.symbols),
+		batch:    p.cfg.Batch,
+		maxTime:  math.MinInt64,
+		wm:       wm,
+		clocked:  p.cfg.Clock != nil,
+		progress: math.MinInt64,
+		log:      p.log.With(zap.Int("source", id)),
 	}
 	wm.v.Store(math.MinInt64)
 	wm.max.Store(math.MinInt64)
 	for _, a := range p.aggs {
 		r := ring.New[parse.Trade](p.cfg.Ring, a.waiter)
-		a.inputs = append(a.inputs, r)
+		a.addInput(r)
 		f.rings = append(f.rings, r)
 		f.stage = append(f.stage, make([]parse.Trade, 0, f.batch))
 	}
@@ -78,6 +83,19 @@ func (f *Feeder) Symbols() *parse.SymbolTable { return f.p.symbols }
 func (f *Feeder) Frame(frame []byte) {
 	var t parse.Trade
 	if kind, _ := f.Decode(&t, frame); kind == parse.KindAggTrade {
+		f.Trade(&t)
+	}
+}
+
+// captureFrame is Frame for a recorded capture: a capture holds no trade made
+// before its first one, so each symbol's first klines that open before it are
+// marked partial.
+func (f *Feeder) captureFrame(frame []byte) {
+	var t parse.Trade
+	if kind, _ := f.Decode(&t, frame); kind == parse.KindAggTrade {
+		if f.partialSince == 0 {
+			f.partialSince = t.TradeTime
+		}
 		f.Trade(&t)
 	}
 }
@@ -124,6 +142,39 @@ func (f *Feeder) Trade(t *parse.Trade) {
 	if t.TradeTime > f.maxTime {
 		f.maxTime = t.TradeTime
 	}
+	if f.partialSince != 0 {
+		f.markPartial(t)
+	}
+	f.route(t)
+}
+
+// MarkPartial tells the shards, from now on, that the input holds no trade of a
+// symbol before since: the first kline of every interval that opens earlier is
+// partial (replays: a day file starts at midnight, a capture when it was started).
+// 0 turns it off. Symbols that already traded are not marked again.
+func (f *Feeder) MarkPartial(since int64) { f.partialSince = since }
+
+func (f *Feeder) markPartial(t *parse.Trade) {
+	if int(t.Symbol) >= len(f.started) {
+		f.started = append(f.started, make([]bool, int(t.Symbol)+1-len(f.started))...)
+	}
+	if !f.started[t.Symbol] {
+		f.started[t.Symbol] = true
+		f.Command(shard.Command(shard.OpPartial, t.Symbol, f.partialSince, 0))
+	}
+}
+
+// Command routes an in-band command (shard.Command) to the shard of its symbol, in
+// order with the trades this feeder routed before and after it.
+func (f *Feeder) Command(c parse.Trade) {
+	if c.Control == 0 {
+		panic("BUG: Feeder.Command given a trade")
+	}
+	f.stats.Commands++
+	f.route(&c)
+}
+
+func (f *Feeder) route(t *parse.Trade) {
 	s := shardOf(t.Symbol, len(f.rings))
 	f.stage[s] = append(f.stage[s], *t)
 	if len(f.stage[s]) == f.batch {
@@ -143,18 +194,20 @@ func (f *Feeder) Flush() {
 	f.live.Store(f.stats.Trades)
 	wm := f.maxTime
 	if f.clocked {
-		wm = f.hold
+		wm = f.progress
 	}
 	if wm != f.wm.v.Load() {
 		f.wm.v.Store(wm)
 	}
 }
 
-// Hold keeps the pipeline's watermark at or below t until Hold is called again:
-// a source that waits for missing trades (a gap being filled) must not let klines
-// close over them. Hold(math.MaxInt64) releases it. Only meaningful with
-// Config.Clock, where the clock, not the sources' trade times, moves the watermark.
-func (f *Feeder) Hold(t int64) { f.hold = t }
+// Progress reports, with Config.Clock, that the source has handed over everything
+// up to exchange time t (it read all its connection had to say at t, or it has
+// nothing to read); the next Flush publishes it as the source's watermark. A
+// source that cannot make progress (blocked by backpressure) holds every kline
+// back; one that misses a symbol's trades holds that symbol alone (shard.OpHold).
+// Math.MaxInt64 means the source never holds the watermark back.
+func (f *Feeder) Progress(t int64) { f.progress = t }
 
 // Routed is the number of trades this feeder has routed so far; any goroutine may
 // read it (status lines, capacity tests).
@@ -192,15 +245,15 @@ func (f *Feeder) reject(err error, payload []byte) {
 	}
 }
 
-// validSymbol accepts what exchanges use as symbols: 1 to 32 bytes of letters
-// (Binance lists some in Chinese) and digits. Anything else in a frame is junk, and
+// validSymbol accepts what exchanges use as symbols: 1 to 32 bytes of upper-case
+// letters (Binance lists some in Chinese, which have no case) and digits. Anything else in a frame is junk, and
 // must not become a symbol (a file name, a log field).
 func validSymbol(name string) bool {
 	if name == "" || len(name) > 32 {
 		return false
 	}
 	for _, r := range name {
-		if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) || unicode.IsLower(r) {
 			return false
 		}
 	}
@@ -223,7 +276,9 @@ func (f *Feeder) learn(frame []byte) bool {
 	if name == "" {
 		name = env.Data.S
 	}
-	name = string(bytes.ToUpper([]byte(name)))
+	// Exactly as the frame spells it: Binance's symbols are upper case, and a
+	// frame that folds them is not Binance's (case folding is for file names
+	// and flags only).
 	if !validSymbol(name) {
 		return false
 	}

@@ -39,12 +39,18 @@ type Config struct {
 	// (bench/RESULTS.md); pin on machines with cores to spare for I/O.
 	PinSources bool
 	CPUs       []int
-	// Idle is how long an idle aggregator parks before it looks at the watermark again.
+	// Idle is the longest an idle aggregator parks before it looks at the
+	// watermark again; with Clock it sleeps until the next kline can close.
 	Idle time.Duration
 	// Clock, when set, is the exchange's current time in Unix milliseconds (live
-	// feeds): the watermark follows it, so quiet symbols' klines close too, and
-	// sources only hold it back (Feeder.Hold) while they wait for missing trades.
-	// Without it (replay), the watermark is the sources' largest trade time.
+	// feeds). Sources then publish their progress (Feeder.Progress: the exchange
+	// time up to which they handed everything over), so quiet symbols' klines
+	// close too, and a source stalled by backpressure delays closing instead of
+	// turning trades into corrections; the clock bounds the watermark from above.
+	// A source waiting for a symbol's missing trades holds that symbol alone
+	// (shard.OpHold). At the end of a clocked run open klines are not closed
+	// (they are emitted as updates, with Updates). Without a clock (replay) the
+	// watermark is the sources' largest trade time.
 	Clock func() int64
 }
 
@@ -74,8 +80,10 @@ type Source interface {
 }
 
 // Sink receives kline events on the sink goroutine: closed klines (k.Closed), corrected
-// ones (shard.FlagCorrected) and, with Config.Updates, running updates. k is valid only
-// during the call.
+// ones (shard.FlagCorrected), flag-only marks of closed klines (k.Mark) and, with
+// Config.Updates, running updates. k is valid only during the call. An error stops the
+// pipeline: the sources are cancelled, what they handed over is drained (and no longer
+// delivered), and Run returns the error.
 type Sink interface {
 	Kline(k *shard.Kline) error
 	Close() error
@@ -89,10 +97,19 @@ type Pipeline struct {
 	sink    Sink
 	log     *zap.Logger
 
-	feeders []*Feeder
-	aggs    []*aggregator
-	wms     []*watermark
-	sinkW   *ring.Waiter
+	aggs  []*aggregator
+	sinkW *ring.Waiter
+
+	// Sources added while running (AddSource) join feeders and wms; they are
+	// read by aggregators through atomic pointers (copy on write).
+	mu      sync.Mutex
+	feeders atomic.Pointer[[]*Feeder]
+	wms     atomic.Pointer[[]*watermark]
+	ctx     context.Context // Run's, for added sources; nil before Run
+	running int             // sources running
+	ending  atomic.Bool     // every source returned: no more may be added (set under mu)
+	ended   chan struct{}   // closed when ending is set
+	errs    []error
 
 	stats Stats
 }
@@ -113,6 +130,8 @@ func New(cfg Config, symbols *parse.SymbolTable, sources []Source, sink Sink, lo
 		log = zap.NewNop()
 	}
 	p := &Pipeline{cfg: cfg, symbols: symbols, sources: sources, sink: sink, log: log}
+	p.feeders.Store(&[]*Feeder{})
+	p.wms.Store(&[]*watermark{})
 	for s := 0; s < cfg.Shards; s++ {
 		a, err := newAggregator(p, s)
 		if err != nil {
@@ -120,13 +139,70 @@ func New(cfg Config, symbols *parse.SymbolTable, sources []Source, sink Sink, lo
 		}
 		p.aggs = append(p.aggs, a)
 	}
-	for i := range sources {
-		wm := new(watermark)
-		p.wms = append(p.wms, wm)
-		f := newFeeder(p, i, wm)
-		p.feeders = append(p.feeders, f)
+	for range sources {
+		p.addFeeder()
 	}
 	return p, nil
+}
+
+// addFeeder makes the feeder of the next source, with its rings and watermark.
+// Callers hold p.mu or run before Run.
+func (p *Pipeline) addFeeder() *Feeder {
+	wm := new(watermark)
+	feeders := *p.feeders.Load()
+	f := newFeeder(p, len(feeders), wm)
+	wms := append(append([]*watermark(nil), *p.wms.Load()...), wm)
+	p.wms.Store(&wms)
+	feeders = append(append([]*Feeder(nil), feeders...), f)
+	p.feeders.Store(&feeders)
+	return f
+}
+
+// AddSource starts one more source while the pipeline runs (a live feed that
+// needs another connection). It fails once the pipeline is stopping. Any
+// goroutine may call it.
+func (p *Pipeline) AddSource(src Source) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ctx == nil || p.ending.Load() {
+		return errors.New("cannot add a source: the pipeline is not running")
+	}
+	f := p.addFeeder()
+	p.sources = append(p.sources, src)
+	p.errs = append(p.errs, nil)
+	p.startSource(p.ctx, len(p.sources)-1, src, f)
+	return nil
+}
+
+// startSource runs src on its own goroutine; callers hold p.mu.
+func (p *Pipeline) startSource(ctx context.Context, i int, src Source, f *Feeder) {
+	p.running++
+	go func() {
+		defer func() {
+			p.mu.Lock()
+			if p.running--; p.running == 0 {
+				p.ending.Store(true)
+				close(p.ended)
+			}
+			p.mu.Unlock()
+		}()
+		if p.cfg.PinSources {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			if len(p.cfg.CPUs) > 0 {
+				if err := pinCPU(p.cfg.CPUs[i%len(p.cfg.CPUs)]); err != nil {
+					p.log.Warn("cannot pin source to CPU", zap.Int("source", i), zap.Error(err))
+				}
+			}
+		}
+		err := src.Run(ctx, f)
+		f.finish()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			p.mu.Lock()
+			p.errs[i] = fmt.Errorf("source %d: %w", i, err)
+			p.mu.Unlock()
+		}
+	}()
 }
 
 // Symbols returns the symbol table the pipeline decodes with.
@@ -137,11 +213,12 @@ func (p *Pipeline) Symbols() *parse.SymbolTable { return p.symbols }
 // what they handed over is still drained and flushed.
 func (p *Pipeline) Run(ctx context.Context) error {
 	start := time.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
-	errs := make([]error, len(p.sources)+1)
 
 	sinkDone := make(chan error, 1)
-	go func() { sinkDone <- p.runSink() }()
+	go func() { sinkDone <- p.runSink(cancel) }()
 
 	for _, a := range p.aggs {
 		wg.Add(1)
@@ -150,53 +227,31 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			a.run()
 		}()
 	}
-	var srcWG sync.WaitGroup
+	p.mu.Lock()
+	p.ctx = ctx
+	p.ended = make(chan struct{})
+	p.errs = make([]error, len(p.sources))
+	feeders := *p.feeders.Load()
 	for i, src := range p.sources {
-		srcWG.Add(1)
-		go func() {
-			defer srcWG.Done()
-			f := p.feeders[i]
-			if p.cfg.PinSources {
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				if len(p.cfg.CPUs) > 0 {
-					if err := pinCPU(p.cfg.CPUs[i%len(p.cfg.CPUs)]); err != nil {
-						p.log.Warn("cannot pin source to CPU", zap.Int("source", i), zap.Error(err))
-					}
-				}
-			}
-			err := src.Run(ctx, f)
-			f.finish()
-			if err != nil && !errors.Is(err, context.Canceled) {
-				errs[i] = fmt.Errorf("source %d: %w", i, err)
-			}
-		}()
+		p.startSource(ctx, i, src, feeders[i])
 	}
-	srcWG.Wait()
+	p.mu.Unlock()
+	// Sources may be added until every running one has returned; then no more.
+	<-p.ended
 	wg.Wait()
-	errs[len(p.sources)] = <-sinkDone
+	sinkErr := <-sinkDone
 	p.collect(time.Since(start))
+	p.mu.Lock()
+	errs := append(p.errs, sinkErr)
+	p.mu.Unlock()
 	return errors.Join(errs...)
-}
-
-// Retire tells the shard owning symbol that it was delisted: its open klines still
-// close by the watermark, then its state is freed and no empty klines follow. Any
-// goroutine may call it.
-func (p *Pipeline) Retire(symbol uint32) {
-	p.aggs[shardOf(symbol, len(p.aggs))].command(control{op: opRetire, symbol: symbol})
-}
-
-// MarkGap flags the klines of symbol overlapping trade times [from, to] as missing
-// trades that could not be recovered. Any goroutine may call it.
-func (p *Pipeline) MarkGap(symbol uint32, from, to int64) {
-	p.aggs[shardOf(symbol, len(p.aggs))].command(control{op: opMarkGap, symbol: symbol, from: from, to: to})
 }
 
 // Routed is the number of trades the sources have handed to the shards so far; any
 // goroutine may call it.
 func (p *Pipeline) Routed() uint64 {
 	var n uint64
-	for _, f := range p.feeders {
+	for _, f := range *p.feeders.Load() {
 		n += f.Routed()
 	}
 	return n
@@ -204,6 +259,17 @@ func (p *Pipeline) Routed() uint64 {
 
 // Stats returns the pipeline's counters; valid after Run has returned.
 func (p *Pipeline) Stats() *Stats { return &p.stats }
+
+// isEnding reports whether every source has returned and none can be added.
+func (p *Pipeline) isEnding() bool { return p.ending.Load() }
+
+// logDropped logs, sampled, a trade a shard could not apply.
+func (p *Pipeline) logDropped(t *parse.Trade, why error) {
+	if ce := p.log.Check(zap.WarnLevel, "trade dropped; its kline is flagged"); ce != nil {
+		ce.Write(zap.String("symbol", p.symbols.Load().Name(t.Symbol)), zap.Int64("agg_id", t.AggID),
+			zap.Int64("trade_time", t.TradeTime), zap.Error(why))
+	}
+}
 
 // shardOf maps a symbol index to its shard. Fibonacci hashing spreads consecutive
 // indices (symbols listed together are often equally busy) over shards.
@@ -227,7 +293,7 @@ func (p *Pipeline) current() int64 {
 	if p.cfg.Clock != nil {
 		wm = p.cfg.Clock()
 	}
-	for _, w := range p.wms {
+	for _, w := range *p.wms.Load() {
 		if v := w.v.Load(); v < wm {
 			wm = v
 		}
@@ -238,7 +304,7 @@ func (p *Pipeline) current() int64 {
 // final returns the largest trade time any source saw: the end-of-input watermark.
 func (p *Pipeline) final() int64 {
 	var wm int64 = math.MinInt64
-	for _, w := range p.wms {
+	for _, w := range *p.wms.Load() {
 		if v := w.max.Load(); v > wm {
 			wm = v
 		}

@@ -106,7 +106,8 @@ type recordedKline struct {
 // the first interval.
 type lastUpdate map[uint32]shard.Kline
 
-func (l lastUpdate) Closed(*shard.Kline) {}
+func (l lastUpdate) Closed(*shard.Kline)         {}
+func (l lastUpdate) Dropped(*parse.Trade, error) {}
 func (l lastUpdate) Update(k *shard.Kline) bool {
 	if k.Interval == 0 {
 		l[k.Symbol] = *k

@@ -2,6 +2,9 @@ package pipeline
 
 import (
 	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
 
 	"github.com/klagg/klagg/ring"
 	"github.com/klagg/klagg/shard"
@@ -15,20 +18,29 @@ func (p *Pipeline) sinkWaiter() *ring.Waiter {
 }
 
 // runSink drains every aggregator's output ring into the sink until all are closed,
-// then closes the sink. A sink error stops delivery to the sink but not the draining,
-// so the aggregators never block on a dead sink.
-func (p *Pipeline) runSink() error {
+// then closes the sink. A sink error stops the pipeline (stop cancels the sources)
+// and delivery to the sink, but not the draining, so the aggregators never block on
+// a dead sink.
+func (p *Pipeline) runSink(stop func()) error {
 	var err error
 	deliver := func(k *shard.Kline) {
 		if err != nil {
+			p.stats.KlinesUndelivered++
 			return
 		}
-		if k.Closed {
+		switch {
+		case k.Mark:
+			p.stats.KlineMarks++
+		case k.Closed:
 			p.stats.KlinesClosed++
-		} else {
+		default:
 			p.stats.KlineUpdates++
 		}
-		err = p.sink.Kline(k)
+		if err = p.sink.Kline(k); err != nil {
+			err = fmt.Errorf("cannot write klines: %w", err)
+			p.log.Error("the sink failed; stopping", zap.Error(err))
+			stop()
+		}
 	}
 	ready := func() bool {
 		done := true
@@ -62,7 +74,9 @@ func (p *Pipeline) runSink() error {
 			break
 		}
 		if n == 0 {
-			p.sinkW.Wait(ready, p.cfg.Idle)
+			// Publish and Close wake the sink: no timeout needed, and none costs
+			// an idle daemon a wake-up.
+			p.sinkW.Wait(ready, 0)
 		}
 	}
 	return errors.Join(err, p.sink.Close())

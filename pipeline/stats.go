@@ -12,14 +12,16 @@ import (
 // Stats sums every stage's counters. Each stage owns its counters while running; Run
 // collects them once every goroutine has stopped, so no counter is read while written.
 type Stats struct {
-	Elapsed      time.Duration
-	Sources      FeederStats
-	Parse        parse.Counters
-	Shard        shard.Counters
-	KlinesClosed uint64 // closed (and corrected) klines delivered to the sink
-	KlineUpdates uint64 // running kline updates delivered to the sink
-	AggWakes     uint64 // times an idle aggregator waited for work
-	Rings        RingStats
+	Elapsed           time.Duration
+	Sources           FeederStats
+	Parse             parse.Counters
+	Shard             shard.Counters
+	KlinesClosed      uint64 // closed (and corrected) klines delivered to the sink
+	KlineUpdates      uint64 // running kline updates delivered to the sink
+	KlineMarks        uint64 // flag-only marks of closed klines delivered to the sink
+	KlinesUndelivered uint64 // events drained after the sink failed, not delivered
+	AggWakes          uint64 // times an idle aggregator waited for work
+	Rings             RingStats
 }
 
 // RingStats sums the rings' counters: how often a side had to wait.
@@ -33,10 +35,11 @@ type RingStats struct {
 func (p *Pipeline) collect(elapsed time.Duration) {
 	st := &p.stats
 	st.Elapsed = elapsed
-	for _, f := range p.feeders {
+	for _, f := range *p.feeders.Load() {
 		st.Sources.Frames += f.stats.Frames
 		st.Sources.Bytes += f.stats.Bytes
 		st.Sources.Trades += f.stats.Trades
+		st.Sources.Commands += f.stats.Commands
 		st.Sources.Learned += f.stats.Learned
 		st.Sources.Batches += f.stats.Batches
 		st.Parse.Add(f.dec.Counters())
@@ -45,7 +48,7 @@ func (p *Pipeline) collect(elapsed time.Duration) {
 		st.Shard.Add(a.agg.Counters())
 		st.AggWakes += a.wakes
 		st.Rings.ConsumerParks += a.waiter.Stats().Parks
-		for _, r := range a.inputs {
+		for _, r := range *a.inputs.Load() {
 			rs := r.Stats()
 			st.Rings.Published += rs.Published
 			st.Rings.FullWaits += rs.FullWaits
@@ -73,7 +76,9 @@ func (st *Stats) WriteSummary(w io.Writer) {
 	if st.Elapsed > 0 {
 		tps = float64(st.Shard.Trades) / st.Elapsed.Seconds()
 	}
-	fmt.Fprintf(w, "trades      %d applied (%.0f/s), %d routed\n", st.Shard.Trades, tps, st.Sources.Trades)
+	applied := st.Shard.Trades - st.Shard.TooLateTrades
+	fmt.Fprintf(w, "trades      %d routed = %d applied (%.0f/s) + %d duplicates + %d too late (dropped, klines flagged late)\n",
+		st.Sources.Trades, applied, tps, st.Shard.Duplicates, st.Shard.TooLateTrades)
 	fmt.Fprintf(w, "skipped     ")
 	sep := ""
 	for k := parse.Kind(0); k < parse.NumKinds; k++ {
@@ -92,8 +97,15 @@ func (st *Stats) WriteSummary(w io.Writer) {
 			fmt.Fprintf(w, " %s=%d", r, n)
 		}
 	}
-	fmt.Fprintf(w, "\nduplicates  %d\nlate        %d corrected, %d too late (dropped)\n", st.Shard.Duplicates, st.Shard.Late, st.Shard.TooLate)
-	fmt.Fprintf(w, "klines      %d closed (%d empty), %d updates\n", st.KlinesClosed, st.Shard.EmptyKlines, st.KlineUpdates)
+	fmt.Fprintf(w, "\nlate        %d corrections of closed klines, %d (trade, interval) pairs too late\n", st.Shard.Late, st.Shard.TooLate)
+	fmt.Fprintf(w, "klines      %d closed (%d empty), %d updates, %d marks", st.KlinesClosed, st.Shard.EmptyKlines, st.KlineUpdates, st.KlineMarks)
+	if st.Shard.QuietSkipped > 0 {
+		fmt.Fprintf(w, ", %d empty ones skipped (--max-empty)", st.Shard.QuietSkipped)
+	}
+	fmt.Fprintln(w)
+	if st.KlinesUndelivered > 0 {
+		fmt.Fprintf(w, "UNDELIVERED %d kline events after the sink failed\n", st.KlinesUndelivered)
+	}
 	fmt.Fprintf(w, "rings       %d trades handed over, %d full-ring waits, %d consumer parks\n", st.Rings.Published, st.Rings.FullWaits, st.Rings.ConsumerParks)
 	if st.Shard.Overflows > 0 {
 		fmt.Fprintf(w, "OVERFLOW    %d klines have sums beyond 128 bits (flagged)\n", st.Shard.Overflows)

@@ -4,7 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"os"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +20,7 @@ import (
 
 // engineFlags are the pipeline settings every pipeline-running command shares.
 type engineFlags struct {
+	fs        *flag.FlagSet
 	market    string
 	intervals string
 	shards    int
@@ -27,12 +31,17 @@ type engineFlags struct {
 	debug     bool
 	cpus      string
 	pin       bool
+	maxEmpty  time.Duration
 }
 
+// maxShards is pipeline.New's limit.
+const maxShards = 1024
+
 func (e *engineFlags) register(fs *flag.FlagSet) {
+	e.fs = fs
 	fs.StringVar(&e.market, "market", "futures", "futures or spot: picks the default intervals (spot has 1s)")
 	fs.StringVar(&e.intervals, "intervals", "", "comma-separated intervals, Binance's (1s,1m,...,1w,1M) or custom (2m,10m,90m); default: all of Binance's for the market")
-	fs.IntVar(&e.shards, "shards", 2, "aggregator shards (goroutines)")
+	fs.IntVar(&e.shards, "shards", 2, "aggregator shards (goroutines), 1 to 1024")
 	fs.DurationVar(&e.grace, "grace", 2*time.Second, "how long after its close time a kline waits for late trades before it closes")
 	fs.BoolVar(&e.flushOpen, "flush-open", false, "also write the klines still open at the end of the input")
 	fs.StringVar(&e.cpuprof, "cpuprofile", "", "write a CPU profile to this file")
@@ -40,65 +49,140 @@ func (e *engineFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&e.debug, "debug", false, "debug logging")
 	fs.BoolVar(&e.pin, "pin", false, "lock each source (I/O) goroutine to an OS thread")
 	fs.StringVar(&e.cpus, "cpus", "", "comma-separated CPUs to bind source goroutines to, round robin (Linux; implies --pin)")
+	fs.DurationVar(&e.maxEmpty, "max-empty", 0, "stop writing empty klines once a symbol has been silent this long (the last one is flagged quiet) until it trades again; 0 writes every one, as Binance")
 }
 
+// config checks the engine flags and returns the pipeline configuration. Every
+// mistake is a usageError found here, before any file, directory or connection
+// is touched.
 func (e *engineFlags) config() (pipeline.Config, error) {
 	cfg := pipeline.DefaultConfig()
 	switch e.market {
 	case "futures", "spot":
 	default:
-		return cfg, fmt.Errorf("unknown market %q (want futures or spot)", e.market)
+		return cfg, usageErrorf("unknown --market %q (want futures or spot)", e.market)
 	}
 	cfg.Shard.Intervals = shard.BinanceIntervals(e.market == "spot")
-	if e.intervals != "" {
+	if flagSet(e.fs, "intervals") {
+		if strings.TrimSpace(e.intervals) == "" {
+			return cfg, usageErrorf("--intervals is empty: give a list such as 1m,5m,1h, or leave it out for all of Binance's")
+		}
 		ivs, err := shard.ParseIntervals(e.intervals)
 		if err != nil {
-			return cfg, err
+			return cfg, usageErrorf("--intervals: %v", err)
 		}
 		cfg.Shard.Intervals = ivs
 	}
+	if e.shards < 1 || e.shards > maxShards {
+		return cfg, usageErrorf("--shards %d: want 1 to %d", e.shards, maxShards)
+	}
+	if e.grace < 0 {
+		return cfg, usageErrorf("--grace %v: must not be negative", e.grace)
+	}
+	if e.maxEmpty < 0 {
+		return cfg, usageErrorf("--max-empty %v: must not be negative", e.maxEmpty)
+	}
+	cfg.Shard.MaxEmpty = e.maxEmpty.Milliseconds()
 	cfg.Shards = e.shards
 	cfg.Shard.Grace = e.grace.Milliseconds()
 	cfg.FlushOpen = e.flushOpen
-	cfg.PinSources = e.pin
-	for _, c := range splitList(e.cpus) {
-		n, err := strconv.Atoi(c)
-		if err != nil || n < 0 {
-			return cfg, fmt.Errorf("bad CPU %q in --cpus", c)
+	if e.cpus != "" {
+		if runtime.GOOS != "linux" {
+			return cfg, usageErrorf("--cpus binds threads to CPUs on Linux only")
 		}
-		cfg.CPUs = append(cfg.CPUs, n)
+		avail, desc := availableCPUs()
+		for _, c := range splitTrimmed(e.cpus) {
+			n, err := strconv.Atoi(c)
+			if err != nil || n < 0 {
+				return cfg, usageErrorf("--cpus: bad CPU %q (want numbers such as 0,1)", c)
+			}
+			if !slices.Contains(avail, n) {
+				return cfg, usageErrorf("--cpus: CPU %d is not one klagg may run on (available: %s)", n, desc)
+			}
+			cfg.CPUs = append(cfg.CPUs, n)
+		}
+		if len(cfg.CPUs) == 0 {
+			return cfg, usageErrorf("--cpus is empty")
+		}
 	}
 	cfg.PinSources = e.pin || len(cfg.CPUs) > 0
 	return cfg, nil
+}
+
+// availableCPUs returns the CPUs this process may run on, and the list as text: on
+// Linux its affinity mask (Cpus_allowed_list in /proc/self/status: with taskset -c
+// 2,3 those are 2 and 3, not 0 and 1), else 0 to runtime.NumCPU()-1.
+func availableCPUs() ([]int, string) {
+	if data, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if list, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+				list = strings.TrimSpace(list)
+				if cpus, err := parseCPUList(list); err == nil && len(cpus) > 0 {
+					return cpus, list
+				}
+			}
+		}
+	}
+	cpus := make([]int, runtime.NumCPU())
+	for i := range cpus {
+		cpus[i] = i
+	}
+	return cpus, fmt.Sprintf("0-%d", len(cpus)-1)
+}
+
+// parseCPUList parses Linux's CPU list format, such as "0-3,8,10-11".
+func parseCPUList(list string) ([]int, error) {
+	var cpus []int
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, fmt.Errorf("cannot parse CPU list %q: %w", list, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("cannot parse CPU list %q: bad range %q", list, part)
+			}
+		}
+		for c := a; c <= b; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus, nil
 }
 
 func runReplay(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	var e engineFlags
 	e.register(fs)
-	input := fs.String("input", "", "comma-separated input files: NDJSON of raw WebSocket frames (plain or .gz), or data.binance.vision aggTrades CSV (.csv or .zip)")
+	input := fs.String("input", "", "comma-separated input files: NDJSON of raw WebSocket frames (.ndjson, .jsonl, .json or .log, plain or .gz), or data.binance.vision aggTrades CSV (.csv, .csv.gz or .zip; a symbol's day files are read in date order)")
 	outDir := fs.String("out-dir", "", "directory for <SYMBOL>-<interval>.csv files")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: klagg replay --input FILE[,FILE...] --out-dir DIR [flags]\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	setUsage(fs, "klagg replay --input FILE[,FILE...] --out-dir DIR [flags]",
+		"Replays recorded frames or aggTrades CSVs through the pipeline into kline CSVs.")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *input == "" || *outDir == "" {
-		fs.Usage()
-		return fmt.Errorf("--input and --out-dir are required")
+	inputs := splitTrimmed(*input)
+	if len(inputs) == 0 || strings.TrimSpace(*outDir) == "" {
+		return usageErrorf("--input and --out-dir are required")
 	}
 	cfg, err := e.config()
 	if err != nil {
 		return err
 	}
 	cfg.LearnSymbols = true
-	sources, err := pipeline.ReplaySources(strings.Split(*input, ","))
+	// Opens every input: a missing, misnamed or unreadable one fails here, before
+	// the output directory is created.
+	sources, err := pipeline.ReplaySources(inputs)
 	if err != nil {
 		return err
 	}
-	return runPipeline(ctx, &e, cfg, sources, parse.NewSymbolTable(), *outDir)
+	st, err := runPipeline(ctx, &e, cfg, sources, parse.NewSymbolTable(), *outDir)
+	if err == nil && st.Sources.Trades == 0 && ctx.Err() == nil {
+		fmt.Fprintf(os.Stderr, "klagg replay: warning: the input holds no aggTrade: no kline written\n")
+	}
+	return err
 }
 
 func runDemo(ctx context.Context, args []string) error {
@@ -109,8 +193,20 @@ func runDemo(ctx context.Context, args []string) error {
 	trades := fs.Int("trades", 2_000_000, "synthetic aggTrades")
 	rate := fs.Float64("rate", 200, "trades per second of market time (sets how many minutes the feed spans)")
 	outDir := fs.String("out-dir", "out/demo", "directory for <SYMBOL>-<interval>.csv files")
-	if err := fs.Parse(args); err != nil {
+	setUsage(fs, "klagg demo [--symbols N] [--trades N] [--rate R] [--out-dir DIR] [flags]",
+		"Generates a synthetic feed (aggTrades with depth and bookTicker frames mixed in) and replays it\nthrough the real pipeline into kline CSVs.")
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	switch {
+	case *symbols < 1:
+		return usageErrorf("--symbols %d: want at least 1", *symbols)
+	case *trades < 1:
+		return usageErrorf("--trades %d: want at least 1", *trades)
+	case !(*rate > 0) || math.IsInf(*rate, 0):
+		return usageErrorf("--rate %v: want a positive number", *rate)
+	case strings.TrimSpace(*outDir) == "":
+		return usageErrorf("--out-dir is empty")
 	}
 	cfg, err := e.config()
 	if err != nil {
@@ -127,33 +223,39 @@ func runDemo(ctx context.Context, args []string) error {
 	fmt.Printf("generated   %d synthetic %s frames for %d symbols in %v\n", len(frames), e.market, *symbols, time.Since(start).Round(time.Millisecond))
 	table := parse.NewSymbolTable()
 	table.Add(gen.Symbols()...)
-	if err := runPipeline(ctx, &e, cfg, []pipeline.Source{&pipeline.Frames{Frames: frames}}, table, *outDir); err != nil {
-		return err
-	}
-	return nil
+	_, err = runPipeline(ctx, &e, cfg, []pipeline.Source{&pipeline.Frames{Frames: frames}}, table, *outDir)
+	return err
 }
 
-// runPipeline runs sources into a CSV directory and prints the summary.
-func runPipeline(ctx context.Context, e *engineFlags, cfg pipeline.Config, sources []pipeline.Source, table *parse.SymbolTable, outDir string) error {
+// runPipeline runs sources into a CSV directory, prints the summary and returns
+// the pipeline's counters.
+func runPipeline(ctx context.Context, e *engineFlags, cfg pipeline.Config, sources []pipeline.Source, table *parse.SymbolTable, outDir string) (*pipeline.Stats, error) {
 	log := newLogger(e.debug)
 	defer log.Sync() //nolint:errcheck // stderr
 	sink, err := pipeline.NewCSVDir(outDir, table, cfg.Shard.Intervals)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p, err := pipeline.New(cfg, table, sources, sink, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	stop, err := profiles(e.cpuprof, e.memprof)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	runErr := p.Run(ctx)
 	if err := stop(); err != nil {
-		return err
+		return nil, err
 	}
-	p.Stats().WriteSummary(os.Stdout)
+	st := p.Stats()
+	st.WriteSummary(os.Stdout)
 	fmt.Printf("output      %d files in %s\n", len(sink.Files()), outDir)
-	return runErr
+	if empty := st.Shard.EmptyKlines; cfg.Shard.MaxEmpty == 0 && empty > 1_000_000 && empty > 9*(st.Shard.ClosedKlines-empty) {
+		// Inputs far apart in time (recordings months apart) fill the silence
+		// with empty klines, as Binance would: say so, and how to bound it.
+		fmt.Fprintf(os.Stderr, "klagg: %d of the %d klines written are empty: the input has long silences (files far apart in time?); --max-empty 1h stops them after an hour of silence\n",
+			empty, st.Shard.ClosedKlines)
+	}
+	return st, runErr
 }
