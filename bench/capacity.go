@@ -13,6 +13,7 @@ import (
 
 	"github.com/klagg/klagg/exchange"
 	"github.com/klagg/klagg/fakex"
+	"github.com/klagg/klagg/feed"
 	"github.com/klagg/klagg/parse"
 	"github.com/klagg/klagg/pipeline"
 	"github.com/klagg/klagg/shard"
@@ -127,13 +128,13 @@ func capacityStep(ctx context.Context, cfg CapacityConfig, rate float64, dur tim
 	if err != nil {
 		return st, err
 	}
-	lcfg := pipeline.DefaultLiveConfig(market)
+	lcfg := feed.DefaultConfig(market)
 	lcfg.Endpoints = exchange.Endpoints{WS: srv.WSURL(), REST: srv.RESTURL()}
 	lcfg.Conns = cfg.Conns
 	lcfg.StreamsPerConn = (cfg.Symbols + cfg.Conns - 1) / cfg.Conns
 	lcfg.TimeSync = 200 * time.Millisecond
 	lcfg.Status = 0
-	live, err := pipeline.NewLive(ctx, lcfg, table, cfg.Log)
+	live, err := feed.New(ctx, lcfg, table, cfg.Log)
 	if err != nil {
 		return st, err
 	}
@@ -177,7 +178,7 @@ func capacityStep(ctx context.Context, cfg CapacityConfig, rate float64, dur tim
 	st.AchievedRate = float64(st.Applied) / dur.Seconds()
 	st.ProducedRate = float64(st.Produced) / dur.Seconds()
 	ls := live.Stats()
-	st.Reconnects, st.GapsFilled = ls.Reconnects, ls.GapsFilled
+	st.Reconnects, st.GapsFilled = ls.Reconnects, ls.GapsClosed
 	st.SlowConns = srv.Stats().ConnsSlow
 	lat := sink.lat
 	st.Samples = len(lat)

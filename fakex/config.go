@@ -50,6 +50,10 @@ type Config struct {
 	// klines (0: 1,000,000 split evenly over the symbols known at start, at
 	// least 1,000). Older ids are no longer served.
 	History int
+	// WeightPerMinute is the REST request weight an IP may use per minute
+	// (0: Binance's, 2,400 futures and 6,000 spot). Requests beyond it get 429
+	// with Retry-After, as on Binance; tests lower it to make the budget bind.
+	WeightPerMinute int
 	// Seed makes the synthetic feed deterministic.
 	Seed int64
 	// ShutdownGrace is how long after serverShutdown a connection is closed
@@ -105,7 +109,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Rate < 0 || math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0) {
 		return cfg, fmt.Errorf("%w: Rate must be >= 0, got %v", ErrConfig, cfg.Rate)
 	}
-	if cfg.Symbols < 0 || cfg.History < 0 || cfg.MaxStreams < 0 || cfg.QueueBytes < 0 {
+	if cfg.Symbols < 0 || cfg.History < 0 || cfg.MaxStreams < 0 || cfg.QueueBytes < 0 || cfg.WeightPerMinute < 0 {
 		return cfg, fmt.Errorf("%w: negative Symbols, History, MaxStreams or QueueBytes", ErrConfig)
 	}
 	if len(cfg.Replay) == 0 && cfg.Symbols == 0 {

@@ -11,8 +11,9 @@ import (
 const FaultHelp = `Faults: a comma-separated list, e.g. "drop=5000,malformed=997,withhold=3@100,seed=7".
 Frame counts are per connection and count the market frames a connection is sent
 (injected frames excluded); "in total" counts count every frame the server produces.
-  drop=N            close each connection abruptly (no close frame) after N frames sent on it
-  stall=DUR@N       stop sending on a connection for DUR (Go duration, e.g. 5s) after N frames,
+  drop=N[/M]        close each connection abruptly (no close frame) after N frames sent on it
+                    (at most M times in all; so too for stall and shutdown)
+  stall=DUR@N[/M]   stop sending on a connection for DUR (Go duration, e.g. 5s) after N frames,
                     then resume; frames queued meanwhile are sent, in order
   malformed=N       every Nth frame on a connection is preceded by a malformed copy of it,
                     rotating truncated JSON, a bad number ("T":<n>.5) and invalid UTF-8;
@@ -21,7 +22,7 @@ Frame counts are per connection and count the market frames a connection is sent
                     on the WebSocket (once per symbol); REST aggTrades still serves them
   dup=N             every Nth frame on a connection is sent twice
   ratelimit=N       every Nth REST request is answered 429 with Retry-After: 1
-  shutdown=N        after N frames on a connection send serverShutdown ({"e":"serverShutdown",...}
+  shutdown=N[/M]    after N frames on a connection send serverShutdown ({"e":"serverShutdown",...}
                     raw; wrapped with stream "!serverShutdown" on combined streams), keep
                     streaming, close the connection 2 s later (Config.ShutdownGrace)
   ignorepings       never answer client pings
@@ -29,6 +30,9 @@ Frame counts are per connection and count the market frames a connection is sent
                     exchangeInfo and starts trading (repeatable)
   delist=SYMBOL@N   after N frames in total SYMBOL stops trading; exchangeInfo keeps it with
                     status SETTLING (futures) / BREAK (spot) (repeatable)
+  bogus=SYMBOL@N    after N frames in total, SYMBOL's next trade is followed by a copy whose
+                    aggTrade id is a billion ahead (a corrupt frame); REST never knows it
+                    (synthetic feed; repeatable)
   seed=S            seed of the synthetic feed (overrides Config.Seed)`
 
 // SymbolAt is a symbol and the total frame count at which a listing fault fires.
@@ -40,6 +44,9 @@ type SymbolAt struct {
 // Faults is a parsed fault SPEC; the zero value injects nothing. See FaultHelp.
 type Faults struct {
 	Drop          int64
+	DropMax       int64 // 0: no limit
+	StallMax      int64
+	ShutdownMax   int64
 	StallFor      time.Duration
 	StallAfter    int64
 	Malformed     int64
@@ -51,6 +58,7 @@ type Faults struct {
 	IgnorePings   bool
 	List          []SymbolAt
 	Delist        []SymbolAt
+	Bogus         []SymbolAt
 	Seed          int64
 	HasSeed       bool
 }
@@ -85,7 +93,7 @@ func (f *Faults) set(name, val string, hasVal bool) error {
 	var err error
 	switch name {
 	case "drop":
-		f.Drop, err = positive(val)
+		f.Drop, f.DropMax, err = limited(val)
 	case "malformed":
 		f.Malformed, err = positive(val)
 	case "dup":
@@ -93,7 +101,7 @@ func (f *Faults) set(name, val string, hasVal bool) error {
 	case "ratelimit":
 		f.RateLimit, err = positive(val)
 	case "shutdown":
-		f.Shutdown, err = positive(val)
+		f.Shutdown, f.ShutdownMax, err = limited(val)
 	case "seed":
 		f.Seed, err = strconv.ParseInt(val, 10, 64)
 		if err != nil {
@@ -108,7 +116,7 @@ func (f *Faults) set(name, val string, hasVal bool) error {
 		if f.StallFor, err = time.ParseDuration(d); err != nil || f.StallFor <= 0 {
 			return fmt.Errorf("%w: bad duration %q", ErrFault, d)
 		}
-		f.StallAfter, err = positive(n)
+		f.StallAfter, f.StallMax, err = limited(n)
 	case "withhold":
 		n, k, ok := strings.Cut(val, "@")
 		if !ok {
@@ -118,7 +126,7 @@ func (f *Faults) set(name, val string, hasVal bool) error {
 			return err
 		}
 		f.WithholdAfter, err = nonNegative(k)
-	case "list", "delist":
+	case "list", "delist", "bogus":
 		sym, n, ok := strings.Cut(val, "@")
 		if !ok || sym == "" {
 			return fmt.Errorf("%w: want %s=SYMBOL@N", ErrFault, name)
@@ -127,15 +135,28 @@ func (f *Faults) set(name, val string, hasVal bool) error {
 		if at.After, err = nonNegative(n); err != nil {
 			return err
 		}
-		if name == "list" {
+		switch name {
+		case "list":
 			f.List = append(f.List, at)
-		} else {
+		case "delist":
 			f.Delist = append(f.Delist, at)
+		default:
+			f.Bogus = append(f.Bogus, at)
 		}
 	default:
 		return fmt.Errorf("%w: unknown fault %q", ErrFault, name)
 	}
 	return err
+}
+
+// limited parses N or N/M: a positive count and an optional positive limit.
+func limited(s string) (n, limit int64, err error) {
+	a, b, ok := strings.Cut(s, "/")
+	if n, err = positive(a); err != nil || !ok {
+		return n, 0, err
+	}
+	limit, err = positive(b)
+	return n, limit, err
 }
 
 func positive(s string) (int64, error) {
@@ -162,9 +183,20 @@ func (f Faults) String() string {
 			parts = append(parts, name+"="+strconv.FormatInt(n, 10))
 		}
 	}
-	add("drop", f.Drop)
+	addMax := func(name string, n, limit int64) {
+		if n > 0 && limit > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d/%d", name, n, limit))
+		} else {
+			add(name, n)
+		}
+	}
+	addMax("drop", f.Drop, f.DropMax)
 	if f.StallFor > 0 {
-		parts = append(parts, fmt.Sprintf("stall=%s@%d", f.StallFor, f.StallAfter))
+		stall := fmt.Sprintf("stall=%s@%d", f.StallFor, f.StallAfter)
+		if f.StallMax > 0 {
+			stall += fmt.Sprintf("/%d", f.StallMax)
+		}
+		parts = append(parts, stall)
 	}
 	add("malformed", f.Malformed)
 	if f.WithholdN > 0 {
@@ -172,7 +204,7 @@ func (f Faults) String() string {
 	}
 	add("dup", f.Dup)
 	add("ratelimit", f.RateLimit)
-	add("shutdown", f.Shutdown)
+	addMax("shutdown", f.Shutdown, f.ShutdownMax)
 	if f.IgnorePings {
 		parts = append(parts, "ignorepings")
 	}
@@ -181,6 +213,9 @@ func (f Faults) String() string {
 	}
 	for _, l := range f.Delist {
 		parts = append(parts, fmt.Sprintf("delist=%s@%d", l.Symbol, l.After))
+	}
+	for _, l := range f.Bogus {
+		parts = append(parts, fmt.Sprintf("bogus=%s@%d", l.Symbol, l.After))
 	}
 	if f.HasSeed {
 		parts = append(parts, "seed="+strconv.FormatInt(f.Seed, 10))

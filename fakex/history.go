@@ -45,6 +45,8 @@ type symbol struct {
 	produced    int64 // trades the server produced (history, whether sent or withheld)
 	firstID     int64 // first id produced, -1 before
 	lastID      int64
+	lastTradeID int64 // raw trade id ("l") of the newest trade: what the 24 h ticker reports
+	lastTime    int64
 	withheld    int64 // ids withheld so far
 	withheldIDs []int64
 	rawTrades   int64 // sum of l-f+1
@@ -60,6 +62,7 @@ func (s *symbol) add(t histTrade, capacity int) {
 		s.firstID = t.id
 	}
 	s.lastID = t.id
+	s.lastTradeID, s.lastTime = t.first+int64(t.span), t.time
 	s.produced++
 	s.rawTrades += int64(t.span) + 1
 	s.pd, s.qd = t.pd, t.qd

@@ -2,6 +2,7 @@ package fakex
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"time"
 
@@ -101,7 +102,7 @@ func (s *Server) genOne(b *batch) {
 		b.buf = b.buf[:start]
 		return
 	}
-	s.clock.Store(lt.tradeTime)
+	s.setTradeClock(lt.tradeTime)
 	t := histTrade{id: lt.aggID, first: lt.firstID, time: lt.tradeTime, price: lt.price, qty: lt.qty,
 		span: uint32(lt.lastID - lt.firstID), pd: sym.pd, qd: sym.qd, m: lt.buyerMaker}
 	if s.record(sym, t) {
@@ -114,6 +115,28 @@ func (s *Server) genOne(b *batch) {
 	}
 	b.frames = append(b.frames, bframe{start: start, data: start + s.genPre[lt.sym], dataEnd: end - 1, end: end,
 		stream: sym.stream, agg: true})
+	if len(s.bogus) > 0 {
+		s.appendBogus(b, sym, start, end, lt.aggID)
+	}
+}
+
+// appendBogus appends, when a bogus fault for sym is due, a copy of the frame
+// b.buf[start:end] (trade id) with an aggTrade id a billion ahead; s.mu is held.
+func (s *Server) appendBogus(b *batch, sym *symbol, start, end int, id int64) {
+	i := slices.IndexFunc(s.bogus, func(a SymbolAt) bool { return a.Symbol == sym.name && a.After <= s.total })
+	if i < 0 {
+		return
+	}
+	s.bogus = slices.Delete(s.bogus, i, i+1)
+	old := []byte(`"a":` + strconv.FormatInt(id, 10) + `,`)
+	frame := bytes.Replace(b.buf[start:end], old, []byte(`"a":`+strconv.FormatInt(id+1_000_000_000, 10)+`,`), 1)
+	at := len(b.buf)
+	b.buf = append(b.buf, frame...)
+	f := b.frames[len(b.frames)-1]
+	shift := len(frame) - (end - start)
+	b.frames = append(b.frames, bframe{start: at, data: at + (f.data - f.start), dataEnd: at + (f.dataEnd - f.start) + shift,
+		end: len(b.buf), stream: f.stream, agg: true})
+	s.fault("bogus")
 }
 
 // record adds t to sym's history and reports whether the withhold fault keeps
@@ -213,19 +236,17 @@ func (s *Server) queueFaulty(c *conn, p []byte) bool {
 		c.pendingFrames++
 		s.fault("dup")
 	}
-	if n == f.Drop {
+	if n == f.Drop && s.fire("drop", f.DropMax) {
 		c.marks = append(c.marks, mark{off: len(c.pending), kind: markDrop})
 		c.dead = true
-		s.fault("drop")
 		return false
 	}
-	if n == f.StallAfter {
+	if n == f.StallAfter && s.fire("stall", f.StallMax) {
 		c.marks = append(c.marks, mark{off: len(c.pending), kind: markStall, dur: f.StallFor})
 		c.stalled = true
-		s.fault("stall")
 	}
-	if n == f.Shutdown {
-		ev := strconv.AppendInt([]byte(`{"e":"serverShutdown","E":`), s.clock.Load(), 10)
+	if n == f.Shutdown && s.fire("shutdown", f.ShutdownMax) {
+		ev := strconv.AppendInt([]byte(`{"e":"serverShutdown","E":`), s.Clock(), 10)
 		ev = append(ev, '}')
 		if c.combined {
 			ev = append(append([]byte(`{"stream":"!serverShutdown","data":`), ev...), '}')
@@ -233,8 +254,19 @@ func (s *Server) queueFaulty(c *conn, p []byte) bool {
 		c.queueLocked(ws.OpText, ev)
 		c.pendingFrames++
 		c.marks = append(c.marks, mark{off: len(c.pending), kind: markShutdown})
-		s.fault("shutdown")
 	}
+	return true
+}
+
+// fire counts a fault of kind and reports whether it may fire: fewer than
+// limit fired so far (limit 0: no limit).
+func (s *Server) fire(kind string, limit int64) bool {
+	s.stats.mu.Lock()
+	defer s.stats.mu.Unlock()
+	if limit > 0 && s.stats.faults[kind] >= limit {
+		return false
+	}
+	s.stats.faults[kind]++
 	return true
 }
 

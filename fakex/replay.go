@@ -276,7 +276,7 @@ func (s *Server) emit(b *batch, ev *replayEvent) {
 			s.mu.Unlock()
 			return
 		}
-		s.clock.Store(ev.trade.time)
+		s.setClock(ev.trade.time)
 		withheld := s.record(sym, ev.trade)
 		s.mu.Unlock()
 		if withheld {

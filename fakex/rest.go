@@ -40,8 +40,10 @@ func writeError(w http.ResponseWriter, status, code int, msg string) {
 	_, _ = w.Write(b)
 }
 
-// weight is the request weight of endpoint on the market.
-func (s *Server) weight(endpoint string) int {
+// weight is the request weight of endpoint on the market, as Binance's docs give
+// it (klines on futures depends on limit; the ticker read for every symbol is
+// the expensive one).
+func (s *Server) weight(endpoint string, q map[string][]string) int {
 	switch {
 	case endpoint == "aggTrades" && s.spot:
 		return 4
@@ -49,8 +51,25 @@ func (s *Server) weight(endpoint string) int {
 		return 20
 	case endpoint == "exchangeInfo" && s.spot:
 		return 20
-	case endpoint == "klines":
+	case endpoint == "ticker/24hr" && len(q["symbol"]) > 0:
+		return 1
+	case endpoint == "ticker/24hr" && s.spot:
+		return 80
+	case endpoint == "ticker/24hr":
+		return 40
+	case endpoint == "klines" && s.spot:
 		return 2
+	case endpoint == "klines":
+		limit, _ := intParam(q, "limit", 500)
+		switch {
+		case limit < 100:
+			return 1
+		case limit < 500:
+			return 2
+		case limit <= 1000:
+			return 5
+		}
+		return 10
 	}
 	return 1
 }
@@ -63,7 +82,7 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 	}
 	endpoint, ok := strings.CutPrefix(r.URL.Path, prefix)
 	switch endpoint {
-	case "aggTrades", "klines", "time", "exchangeInfo", "ping":
+	case "aggTrades", "klines", "time", "exchangeInfo", "ping", "ticker/24hr":
 	default:
 		ok = false
 	}
@@ -76,8 +95,12 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 	if s.spot {
 		limit = 6000
 	}
+	if s.cfg.WeightPerMinute > 0 {
+		limit = s.cfg.WeightPerMinute
+	}
+	q := r.URL.Query()
 	now := time.Now()
-	used, left := s.weights.take(s.weight(endpoint), now)
+	used, left := s.weights.take(s.weight(endpoint, q), now)
 	w.Header().Set("X-MBX-USED-WEIGHT-1M", strconv.Itoa(used))
 	if used > limit {
 		w.Header().Set("Retry-After", strconv.Itoa(left))
@@ -94,12 +117,11 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 	}
 	var body []byte
 	status := http.StatusOK
-	q := r.URL.Query()
 	switch endpoint {
 	case "ping":
 		body = []byte("{}")
 	case "time":
-		body = strconv.AppendInt([]byte(`{"serverTime":`), s.clock.Load(), 10)
+		body = strconv.AppendInt([]byte(`{"serverTime":`), s.Clock(), 10)
 		body = append(body, '}')
 	case "exchangeInfo":
 		body = s.exchangeInfo()
@@ -107,6 +129,8 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 		body, status = s.aggTrades(q)
 	case "klines":
 		body, status = s.klines(q)
+	case "ticker/24hr":
+		body, status = s.ticker(q)
 	}
 	s.countREST(endpoint, status)
 	w.Header().Set("Content-Type", "application/json")
@@ -257,6 +281,49 @@ scan:
 	}
 	if have && n < limit {
 		out = k.append(out, iv, pd, qd, s.spot, n > 0)
+	}
+	return append(out, ']'), http.StatusOK
+}
+
+// ticker answers GET ticker/24hr with what a zero-loss check needs of it: each
+// symbol's last trade id (the "l" of its newest aggTrade, withheld ones
+// included) and counts; prices are the last trade's.
+func (s *Server) ticker(q map[string][]string) ([]byte, int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	want := first(q["symbol"])
+	if want != "" {
+		if _, ok := s.syms[want]; !ok {
+			return errorBody(-1121, "Invalid symbol."), http.StatusBadRequest
+		}
+	}
+	now := s.Clock()
+	out := []byte{'['}
+	for _, sym := range s.order {
+		if sym.status == statusUnlisted || (want != "" && sym.name != want) {
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(out, `{"symbol":"`...)
+		out = append(out, sym.name...)
+		out = append(out, `","lastId":`...)
+		last, firstID := int64(-1), int64(-1)
+		if sym.produced > 0 {
+			last = sym.lastTradeID
+			firstID = sym.lastTradeID - sym.rawTrades + 1
+		}
+		out = strconv.AppendInt(out, last, 10)
+		out = append(out, `,"firstId":`...)
+		out = strconv.AppendInt(out, firstID, 10)
+		out = append(out, `,"count":`...)
+		out = strconv.AppendInt(out, sym.rawTrades, 10)
+		out = append(out, `,"openTime":`...)
+		out = strconv.AppendInt(out, now-86_400_000, 10)
+		out = append(out, `,"closeTime":`...)
+		out = strconv.AppendInt(out, max(now, sym.lastTime), 10)
+		out = append(out, '}')
 	}
 	return append(out, ']'), http.StatusOK
 }

@@ -43,9 +43,12 @@ type Server struct {
 	genSyms  []*symbol
 	genPre   []int // length of the combined prefix of each generator symbol's frames
 	listings []listing
-	total    int64 // frames produced (list/delist counts)
+	bogus    []SymbolAt // bogus faults not fired yet
+	total    int64      // frames produced (list/delist counts)
 
-	clock   atomic.Int64 // data time, Unix ms
+	clock   atomic.Int64 // data time of the last trade, Unix ms
+	clockAt atomic.Int64 // wall time (Unix ms) when clock was last set
+	traded  atomic.Bool  // the synthetic feed produced its first trade
 	closed  chan struct{}
 	stop    chan struct{} // Stop: the synthetic producer ends
 	fed     chan struct{} // closed when the producer has returned
@@ -155,12 +158,18 @@ func New(cfg Config) (*Server, error) {
 		s.listings = append(s.listings, listing{l, false})
 	}
 	slices.SortStableFunc(s.listings, func(a, b listing) int { return int(a.After - b.After) })
+	for _, b := range cfg.Faults.Bogus {
+		if _, ok := s.syms[b.Symbol]; !ok {
+			return nil, fmt.Errorf("%w: bogus=%s: the feed has no such symbol", ErrConfig, b.Symbol)
+		}
+		s.bogus = append(s.bogus, b)
+	}
 	// The data's clock: before the first trade is sent, a replay's clock reads
 	// just before it, never today's date (a client would close every kline
 	// up to today at once); the synthetic feed starts now.
-	s.clock.Store(time.Now().UnixMilli())
+	s.setClock(time.Now().UnixMilli())
 	if first > 0 {
-		s.clock.Store(first - 1)
+		s.setClock(first - 1)
 	}
 	return s, nil
 }
@@ -314,8 +323,30 @@ func (s *Server) Trades(symbol string, fromID int64, limit int) []AggTrade {
 	return out
 }
 
-// Clock is the server's data time, Unix milliseconds (what REST time returns).
-func (s *Server) Clock() int64 { return s.clock.Load() }
+// Clock is the server's time, Unix milliseconds (what REST time returns): the
+// data time of the last trade; a paced synthetic feed's clock follows the wall
+// clock, so it goes on after its last trade (after Stop too), as an exchange's
+// clock does when nobody trades. A replay's clock is its last trade's time.
+func (s *Server) Clock() int64 {
+	c := s.clock.Load()
+	if len(s.cfg.Replay) > 0 || s.cfg.Rate <= 0 || !s.traded.Load() {
+		return c
+	}
+	return c + max(time.Now().UnixMilli()-s.clockAt.Load(), 0)
+}
+
+// setClock sets the data time to t (a trade was produced at t).
+func (s *Server) setClock(t int64) {
+	s.clock.Store(t)
+	s.clockAt.Store(time.Now().UnixMilli())
+}
+
+// setTradeClock sets the data time to a trade's time t; the synthetic feed's
+// clock runs on from there.
+func (s *Server) setTradeClock(t int64) {
+	s.setClock(t)
+	s.traded.Store(true)
+}
 
 func (s *Server) addConn(c *conn) {
 	s.connsMu.Lock()

@@ -25,8 +25,8 @@ var (
 
 type nopEmitter struct{}
 
-func (nopEmitter) Closed(*Kline)                {}
-func (nopEmitter) Update(*Kline) bool           { return true }
+func (nopEmitter) Closed(*Kline)               {}
+func (nopEmitter) Update(*Kline) bool          { return true }
 func (nopEmitter) Dropped(*parse.Trade, error) {}
 
 type klineKey struct {

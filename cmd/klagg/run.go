@@ -4,7 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 
 	"github.com/klagg/klagg/exchange"
 	"github.com/klagg/klagg/fakex"
+	"github.com/klagg/klagg/feed"
 	"github.com/klagg/klagg/parse"
 	"github.com/klagg/klagg/pipeline"
 )
@@ -44,7 +48,7 @@ func runLive(ctx context.Context, args []string) error {
 		fmt.Fprintf(fs.Output(), "usage: klagg run [flags]\n\nFollows every symbol of a Binance market and writes exact klines.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg, err := e.config()
@@ -55,7 +59,28 @@ func runLive(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	lcfg := pipeline.DefaultLiveConfig(market)
+	// Every mistake fails here, before the network is touched.
+	maxPerConn := exchange.DefaultLimits(market).MaxStreamsPerConn
+	switch {
+	case *perConn < 0 || *perConn > maxPerConn:
+		return usageErrorf("--streams-per-conn %d: want 1 to %d for %s (0: the default)", *perConn, maxPerConn, market)
+	case *conns < 0:
+		return usageErrorf("--conns %d: must not be negative (0: enough for the universe)", *conns)
+	case *refresh <= 0:
+		return usageErrorf("--refresh %v: want a positive duration", *refresh)
+	case *stale <= 0:
+		return usageErrorf("--stale %v: want a positive duration", *stale)
+	case *rotate < 0 || *rotate >= 24*time.Hour:
+		return usageErrorf("--rotate %v: want less than Binance's 24h cut (0: the default)", *rotate)
+	case strings.TrimSpace(*outDir) == "":
+		return usageErrorf("--out-dir is empty")
+	}
+	for _, f := range []struct{ name, url, schemes string }{{"ws-url", *wsURL, "ws wss"}, {"rest-url", *restURL, "http https"}} {
+		if u, err := url.Parse(f.url); f.url != "" && (err != nil || u.Host == "" || !slices.Contains(strings.Fields(f.schemes), u.Scheme)) {
+			return usageErrorf("--%s %q: want %s://host[:port]", f.name, f.url, strings.ReplaceAll(f.schemes, " ", "|"))
+		}
+	}
+	lcfg := feed.DefaultConfig(market)
 	if *wsURL != "" {
 		lcfg.Endpoints.WS = strings.TrimRight(*wsURL, "/")
 	}
@@ -77,15 +102,23 @@ func runLive(ctx context.Context, args []string) error {
 	log.Info("klagg starting", zap.String("market", market.String()), zap.String("ws", lcfg.Endpoints.WS),
 		zap.String("rest", lcfg.Endpoints.REST), zap.String("out_dir", *outDir))
 	table := parse.NewSymbolTable()
-	live, err := pipeline.NewLive(ctx, lcfg, table, log)
+	var attempts attemptLog
+	lcfg.Client.HTTP = attempts.wrapHTTP(lcfg.Client.HTTP)
+	live, err := feed.New(ctx, lcfg, table, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Ctrl-C or SIGTERM while the universe could not be read (offline, say):
+			// a clean stop that says what was tried, not a failure.
+			fmt.Printf("stopped     before the symbol universe could be read\nuniverse    %s\n", attempts.summary())
+			return nil
+		}
 		return err
 	}
 	cfg.Clock = live.Clock
 	cfg.Updates = false // the CSV sink writes closed klines only
-	// Gap fills that wait for REST weight arrive late: keep a minute of closed
-	// klines of every interval to correct (1s klines need 61 of them).
-	cfg.Shard.Lateness = time.Minute.Milliseconds()
+	// A symbol's klines wait for its missing trades for at most MaxHold; what
+	// REST brings later must still find its kline in the correction history.
+	cfg.Shard.Lateness = (lcfg.MaxHold + time.Minute).Milliseconds()
 	sink, err := pipeline.NewCSVDir(*outDir, table, cfg.Shard.Intervals)
 	if err != nil {
 		return err
@@ -108,10 +141,10 @@ func runLive(ctx context.Context, args []string) error {
 	if err := stop(); err != nil {
 		return err
 	}
-	p.Stats().WriteSummary(os.Stdout)
-	ls := live.Stats()
-	fmt.Printf("live        %d connects (%d failed), %d reconnects, %d rotations, %d stale replaced\n", ls.Connects, ls.ConnectFailures, ls.Reconnects, ls.Rotations, ls.StaleReplaced)
-	fmt.Printf("gaps        %d opened, %d filled (%d trades), %d unfillable (%d trades lost)\n", ls.GapsOpened, ls.GapsFilled, ls.TradesFilled, ls.GapsUnfillable, ls.TradesUnfillable)
+	ps, ls := p.Stats(), live.Stats()
+	ps.WriteSummary(os.Stdout)
+	ls.WriteSummary(os.Stdout)
+	writeAccount(os.Stdout, ps, ls)
 	return runErr
 }
 
@@ -130,15 +163,19 @@ func runFakex(ctx context.Context, args []string) error {
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), "\n%s\n", fakex.FaultHelp)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *replay != "" {
-		cfg.Replay = strings.Split(*replay, ",")
+	cfg.Replay = splitTrimmed(*replay)
+	switch {
+	case len(cfg.Replay) == 0 && cfg.Symbols <= 0:
+		return usageErrorf("--symbols %d: want a positive count", cfg.Symbols)
+	case cfg.Rate < 0 || cfg.Speed < 0:
+		return usageErrorf("--rate %v, --speed %v: must not be negative", cfg.Rate, cfg.Speed)
 	}
 	f, err := fakex.ParseFaults(*faults)
 	if err != nil {
-		return err
+		return usageErrorf("--faults: %v", err)
 	}
 	cfg.Faults = f
 	srv, err := fakex.New(cfg)
@@ -159,4 +196,18 @@ func runFakex(ctx context.Context, args []string) error {
 	st := srv.Stats()
 	fmt.Printf("fakex sent %d frames on %d connections\n", st.FramesSent, st.ConnsOpened)
 	return nil
+}
+
+// writeAccount prints where every trade received went: the live feed's buckets
+// and, for those handed over, the shards'.
+func writeAccount(w io.Writer, ps *pipeline.Stats, ls feed.Stats) {
+	applied := ps.Shard.Trades - ps.Shard.TooLateTrades
+	held := ls.Held + ls.HeldAtExit
+	fmt.Fprintf(w, "account     %d received + %d from REST = %d applied + %d duplicates + %d rejected (%d unwanted, %d bogus) + %d too late + %d held at exit",
+		ls.Received, ls.Filled, applied, ls.Duplicates+ps.Shard.Duplicates, ls.Unwanted+ls.Bogus, ls.Unwanted, ls.Bogus,
+		ps.Shard.TooLateTrades, held)
+	if ls.Received+ls.Filled != applied+ls.Duplicates+ps.Shard.Duplicates+ls.Unwanted+ls.Bogus+ps.Shard.TooLateTrades+held {
+		fmt.Fprint(w, " (DOES NOT ADD UP: a bug, please report it)")
+	}
+	fmt.Fprintln(w)
 }
