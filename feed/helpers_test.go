@@ -171,8 +171,9 @@ type daemon struct {
 	done   chan error
 	stats  *pipeline.Stats
 	grace  int64
-	// stopClock is the exchange time when the daemon was stopped.
-	stopClock int64
+	// stopClock is the exchange time when the daemon was stopped; feedStopClock
+	// when fakex's feed was.
+	stopClock, feedStopClock int64
 	// routeFor bounds the wait for the last trades to be handed over (feedUntil).
 	routeFor time.Duration
 }
@@ -520,6 +521,7 @@ func (d *daemon) feedUntil(within time.Duration, cond func() bool, what string) 
 	waitFor(d.t, within, cond, func() string {
 		return what + "; live " + statsString(d.sess.Stats()) + fmt.Sprintf("; fakex faults %v", d.srv.Stats().Faults)
 	})
+	d.feedStopClock = d.sess.Clock()
 	d.srv.Stop()
 	d.waitRouted(produced(d.srv), cmp.Or(d.routeFor, 60*time.Second))
 	// Symbols verified again after the last reconnect (a ticker read), then the

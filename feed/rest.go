@@ -22,8 +22,6 @@ const (
 	prioTicker
 	// prioListing: a new listing's trades since it was listed.
 	prioListing
-	// prioBackground: anything that can wait (history).
-	prioBackground
 )
 
 // job is one REST request waiting for a worker. Workiva's PriorityQueue orders

@@ -187,11 +187,11 @@ func TestLiveBogusID(t *testing.T) {
 func TestReplayBogusID(t *testing.T) {
 	path := dataFile(t, futuresRecording)
 	const ivs = "1s,1m"
-	clean := replay(t, ivs, &pipeline.Replay{Paths: []string{path}}, 0)
 	src, err := readLines(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	clean := replay(t, ivs, &pipeline.Frames{Frames: src}, 0)
 	// Copy the 20th SUSHIUSDT aggTrade with an id a billion ahead, right after it.
 	n, at := 0, -1
 	for i, line := range src {

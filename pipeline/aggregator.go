@@ -24,6 +24,8 @@ type aggregator struct {
 	lastWM    int64
 	nextClose int64 // the watermark at which Advance closes something next
 	wakes     uint64
+	snap      published[shard.Counters]
+	loops     uint64
 }
 
 func newAggregator(p *Pipeline, id int) (*aggregator, error) {
@@ -68,6 +70,10 @@ func (a *aggregator) run() {
 		if done {
 			break
 		}
+		if a.loops++; n == 0 || a.loops%64 == 0 {
+			c := a.agg.Counters()
+			a.snap.store(&c)
+		}
 		if n == 0 {
 			a.wakes++
 			a.waiter.Wait(a.ready, a.idle())
@@ -86,6 +92,8 @@ func (a *aggregator) run() {
 		a.agg.Flush(a.p.final(), a.p.cfg.FlushOpen)
 	}
 	a.out.flush()
+	c := a.agg.Counters()
+	a.snap.store(&c)
 	a.out.r.Close()
 }
 

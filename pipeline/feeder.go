@@ -39,6 +39,7 @@ type Feeder struct {
 	started      []bool // by symbol: its first trade went out
 
 	stats FeederStats
+	snap  published[feederSnap]
 }
 
 // FeederStats counts what one source handed over.
@@ -192,6 +193,7 @@ func (f *Feeder) Flush() {
 		}
 	}
 	f.live.Store(f.stats.Trades)
+	f.snap.store(&feederSnap{stats: f.stats, parse: *f.dec.Counters()})
 	wm := f.maxTime
 	if f.clocked {
 		wm = f.progress

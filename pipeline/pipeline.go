@@ -111,7 +111,8 @@ type Pipeline struct {
 	ended   chan struct{}   // closed when ending is set
 	errs    []error
 
-	stats Stats
+	stats    Stats
+	sinkSnap published[sinkSnap]
 }
 
 // New builds a pipeline; symbols may be shared with other components (new listings are

@@ -74,6 +74,7 @@ func (p *Pipeline) runSink(stop func()) error {
 			break
 		}
 		if n == 0 {
+			p.sinkSnap.store(&sinkSnap{p.stats.KlinesClosed, p.stats.KlineUpdates, p.stats.KlineMarks, p.stats.KlinesUndelivered})
 			// Publish and Close wake the sink: no timeout needed, and none costs
 			// an idle daemon a wake-up.
 			p.sinkW.Wait(ready, 0)

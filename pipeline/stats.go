@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/klagg/klagg/parse"
@@ -22,6 +23,7 @@ type Stats struct {
 	KlinesUndelivered uint64 // events drained after the sink failed, not delivered
 	AggWakes          uint64 // times an idle aggregator waited for work
 	Rings             RingStats
+	Watermark         int64 // the pipeline's watermark (Snapshot only)
 }
 
 // RingStats sums the rings' counters: how often a side had to wait.
@@ -30,6 +32,70 @@ type RingStats struct {
 	FullWaits     uint64 // times a source found a shard's ring full (backpressure)
 	ProducerParks uint64 // of those, times it parked
 	ConsumerParks uint64 // times an aggregator or the sink parked for lack of work
+	Queued        uint64 // trades in the input rings now (Snapshot only)
+}
+
+// published is a stage's counters as its goroutine last published them, for
+// reads while the pipeline runs (Snapshot). The owner publishes at most every
+// batch or idle moment; a mutex copy costs it a few dozen nanoseconds.
+type published[T any] struct {
+	mu sync.Mutex
+	v  T
+}
+
+func (p *published[T]) store(v *T) {
+	p.mu.Lock()
+	p.v = *v
+	p.mu.Unlock()
+}
+
+func (p *published[T]) load() T {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.v
+}
+
+// feederSnap is what a feeder publishes.
+type feederSnap struct {
+	stats FeederStats
+	parse parse.Counters
+}
+
+// sinkSnap is what the sink goroutine publishes.
+type sinkSnap struct {
+	closed, updates, marks, undelivered uint64
+}
+
+// Snapshot returns the pipeline's counters while it runs, as each stage last
+// published them (a fraction of a second old at most while busy). Any goroutine
+// may call it; Stats is the exact total after Run.
+func (p *Pipeline) Snapshot() Stats {
+	var st Stats
+	for _, f := range *p.feeders.Load() {
+		fs := f.snap.load()
+		st.Sources.Frames += fs.stats.Frames
+		st.Sources.Bytes += fs.stats.Bytes
+		st.Sources.Trades += fs.stats.Trades
+		st.Sources.Commands += fs.stats.Commands
+		st.Sources.Learned += fs.stats.Learned
+		st.Sources.Batches += fs.stats.Batches
+		st.Parse.Add(&fs.parse)
+	}
+	for _, a := range p.aggs {
+		st.Shard.Add(a.snap.load())
+		st.Rings.ConsumerParks += a.waiter.Stats().Parks
+		for _, r := range *a.inputs.Load() {
+			rs := r.Stats()
+			st.Rings.Published += rs.Published
+			st.Rings.FullWaits += rs.FullWaits
+			st.Rings.ProducerParks += rs.ProducerParks
+			st.Rings.Queued += rs.Published - rs.Released
+		}
+	}
+	sk := p.sinkSnap.load()
+	st.KlinesClosed, st.KlineUpdates, st.KlineMarks, st.KlinesUndelivered = sk.closed, sk.updates, sk.marks, sk.undelivered
+	st.Watermark = p.current()
+	return st
 }
 
 func (p *Pipeline) collect(elapsed time.Duration) {

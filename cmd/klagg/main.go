@@ -233,13 +233,23 @@ func printJSON(v any) error {
 // truncated payload, and sampling keeps a flood of them from costing more than the
 // frames themselves.
 func newLogger(debug bool) *zap.Logger {
+	level := zapcore.InfoLevel
+	if debug {
+		level = zapcore.DebugLevel
+	}
+	return buildLogger(level, false)
+}
+
+// buildLogger returns a sampled logger at level on stderr, console lines or JSON.
+func buildLogger(level zapcore.Level, json bool) *zap.Logger {
 	cfg := zap.NewProductionConfig()
 	cfg.Encoding = "console"
+	if json {
+		cfg.Encoding = "json"
+	}
 	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	cfg.DisableStacktrace = true
-	if debug {
-		cfg.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
-	}
+	cfg.Level = zap.NewAtomicLevelAt(level)
 	log, err := cfg.Build()
 	if err != nil {
 		return zap.NewNop()

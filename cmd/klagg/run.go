@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
+	"github.com/klagg/klagg/api"
 	"github.com/klagg/klagg/exchange"
 	"github.com/klagg/klagg/fakex"
 	"github.com/klagg/klagg/feed"
@@ -44,6 +46,10 @@ func runLive(ctx context.Context, args []string) error {
 	refresh := fs.Duration("refresh", time.Minute, "how often exchangeInfo is read for listings and delistings")
 	stale := fs.Duration("stale", 30*time.Second, "silence after which a connection is checked against REST and replaced if its symbols traded")
 	rotate := fs.Duration("rotate", 0, "connection age at which it is replaced (default 23h30m)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error (--debug is --log-level debug)")
+	logJSON := fs.Bool("log-json", false, "structured JSON logs instead of console lines")
+	var sf serveFlags
+	sf.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: klagg run [flags]\n\nFollows every symbol of a Binance market and writes exact klines.\n\n")
 		fs.PrintDefaults()
@@ -97,11 +103,33 @@ func runLive(ctx context.Context, args []string) error {
 		lcfg.Rotate = *rotate
 	}
 
-	log := newLogger(e.debug)
+	level, err := parseLevel(*logLevel)
+	if err != nil {
+		return err
+	}
+	if e.debug {
+		level = zapcore.DebugLevel
+	}
+	log := buildLogger(level, *logJSON)
 	defer log.Sync() //nolint:errcheck // stderr
+	table := parse.NewSymbolTable()
+	// A symbol's klines wait for its missing trades for at most MaxHold; what
+	// REST brings later must still find its kline in the correction history.
+	cfg.Shard.Lateness = (lcfg.MaxHold + time.Minute).Milliseconds()
+	srv, late, err := sf.newServer(market.String(), table, cfg.Shard.Intervals, log)
+	if err != nil {
+		return err
+	}
 	log.Info("klagg starting", zap.String("market", market.String()), zap.String("ws", lcfg.Endpoints.WS),
 		zap.String("rest", lcfg.Endpoints.REST), zap.String("out_dir", *outDir))
-	table := parse.NewSymbolTable()
+	if srv != nil {
+		// Served while the universe is read: /healthz answers, /readyz says why not yet.
+		if err := srv.Start(); err != nil {
+			return err
+		}
+		defer srv.Close()
+		fmt.Printf("serving     http://%s/ (chart), Binance-compatible API under http://%s, /metrics, /readyz\n", srv.Addr(), srv.Addr())
+	}
 	var attempts attemptLog
 	lcfg.Client.HTTP = attempts.wrapHTTP(lcfg.Client.HTTP)
 	live, err := feed.New(ctx, lcfg, table, log)
@@ -115,17 +143,30 @@ func runLive(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Clock = live.Clock
-	cfg.Updates = false // the CSV sink writes closed klines only
-	// A symbol's klines wait for its missing trades for at most MaxHold; what
-	// REST brings later must still find its kline in the correction history.
-	cfg.Shard.Lateness = (lcfg.MaxHold + time.Minute).Milliseconds()
-	sink, err := pipeline.NewCSVDir(*outDir, table, cfg.Shard.Intervals)
+	csv, err := pipeline.NewCSVDir(*outDir, table, cfg.Shard.Intervals)
 	if err != nil {
 		return err
+	}
+	var sink pipeline.Sink = csv
+	if srv != nil {
+		cfg.Updates = true // the API serves open klines; the CSV files take closed ones
+		sink = api.Sink{Server: srv, Next: csv}
 	}
 	p, err := pipeline.New(cfg, table, live.Sources(), sink, log)
 	if err != nil {
 		return err
+	}
+	if srv != nil {
+		clock, status := live.Clock, daemonStatus(p, live, live.Clock)
+		late.clock.Store(&clock)
+		late.status.Store(&status)
+		late.ready.Store(&[]api.ReadyCheck{{Name: "connected", Check: func() error {
+			if st := live.Stats(); st.Connected == 0 || st.Holding > 0 {
+				return fmt.Errorf("%d of %d connections up, %d symbols waiting for missing trades", st.Connected, st.Slots, st.Holding)
+			}
+			return nil
+		}}})
+		daemonMetrics(srv.Metrics(), p, live, live.Clock)
 	}
 	log.Info("following symbols", zap.Int("symbols", live.Stats().Symbols), zap.Int("connections", live.Stats().Slots))
 	stop, err := profiles(e.cpuprof, e.memprof)
