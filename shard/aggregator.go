@@ -105,6 +105,10 @@ type symbolState struct {
 	hold     int64 // klines with CloseTime >= hold stay open (NoHold: none)
 	lastTime int64 // largest trade time applied
 	series   []series
+	// resume, for a restored symbol until its trades pass them, is each
+	// series' last aggTrade id applied before the restart (Restore).
+	resume    []int64
+	resumeMax int64
 }
 
 // intervalState is the watermark state of one interval, shared by all symbols.
@@ -230,6 +234,10 @@ func (a *Aggregator) Apply(t *parse.Trade) {
 		a.relist(st, t.TradeTime)
 	}
 	a.c.Trades++
+	if st.resume != nil {
+		a.applyResumed(st, t)
+		return
+	}
 	late := false
 	quote := Mul64(uint64(t.Price), uint64(t.Qty))
 	price, qty, cnt := t.Price, uint64(t.Qty), t.Count()
@@ -379,32 +387,13 @@ func (a *Aggregator) applyFirst(t *parse.Trade) {
 		copy(grown, a.symbols)
 		a.symbols = grown
 	}
-	slab := make([]entry, a.slab)
-	st := &symbolState{ids: newIDRuns(t.AggID), sym: sym, hold: NoHold, lastTime: t.TradeTime, series: make([]series, len(a.ivs))}
-	if int(sym) < len(a.holds) && a.holds[sym] != 0 {
-		st.hold, a.holds[sym] = a.holds[sym], 0
-	}
+	st := a.newState(sym)
+	st.ids, st.lastTime = newIDRuns(t.AggID), t.TradeTime
 	partialBefore := int64(math.MinInt64)
 	if int(sym) < len(a.partials) && a.partials[sym] != 0 {
 		partialBefore, a.partials[sym] = a.partials[sym], 0
 	}
-	for i := range st.series {
-		w, h := a.ivs[i].window, a.ivs[i].history
-		st.series[i] = series{
-			window:  slab[:w:w],
-			history: slab[w : w+h : w+h],
-			curOpen: math.MaxInt64, curNext: math.MinInt64,
-			newest: math.MinInt64, lateMark: math.MinInt64,
-		}
-		slab = slab[w+h:]
-	}
-	a.symbols[sym] = st
-	a.live++
-	if cap(a.dirty) < a.live {
-		d := make([]uint32, len(a.dirty), 2*a.live+16)
-		copy(d, a.dirty)
-		a.dirty = d
-	}
+	a.install(st)
 	a.c.Trades++
 	quote := Mul64(uint64(t.Price), uint64(t.Qty))
 	for i := range st.series {
@@ -430,6 +419,15 @@ func (a *Aggregator) applyFirst(t *parse.Trade) {
 func (a *Aggregator) applySlow(st *symbolState, s *series, i int, t *parse.Trade, quote Uint128) (tooLate bool) {
 	ivs := &a.ivs[i]
 	p := ivs.iv.Period(t.TradeTime)
+	if s.first == math.MinInt64 {
+		// A series that starts with this trade while its symbol had others
+		// before (restored from a store that did not keep this interval): its
+		// first kline misses those.
+		s.next, s.first = p, p
+		a.applySlow(st, s, i, t, quote)
+		s.cur.k.Flags |= FlagPartial
+		return false
+	}
 	if p < s.next {
 		return !a.applyLate(st, s, i, p, t, quote)
 	}
