@@ -70,6 +70,10 @@ type Config struct {
 	// later arrives as corrections. Keep the pipeline's correction history
 	// (shard.Config.Lateness) longer.
 	MaxHold time.Duration
+	// Resume, by symbol, is where a restarted daemon picks each symbol up (from
+	// its store): the trades after are fetched from REST, so klines are exact
+	// across the restart. Symbols without one start afresh.
+	Resume map[string]Resume
 	// Status is how often a status line is logged; 0 turns it off.
 	Status  time.Duration
 	Conn    exchange.ConnConfig

@@ -106,10 +106,10 @@ func (c *collector) Close() error {
 func (c *collector) snapshot() map[klineKey]shard.Kline {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return maps(c.klines)
+	return copyKlines(c.klines)
 }
 
-func maps(m map[klineKey]shard.Kline) map[klineKey]shard.Kline {
+func copyKlines(m map[klineKey]shard.Kline) map[klineKey]shard.Kline {
 	out := make(map[klineKey]shard.Kline, len(m))
 	for k, v := range m {
 		out[k] = v

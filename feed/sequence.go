@@ -163,6 +163,27 @@ func (q *sequence) follow(e env, since int64, listed bool) {
 	q.state = stateFresh
 }
 
+// Resume is where a symbol's aggTrades pick up after a restart: every trade up
+// to Last (aggTrade id; LastTradeID is its raw "l", LastTime its time) was
+// applied and saved, none after.
+type Resume struct {
+	Last, LastTradeID, LastTime int64
+}
+
+// resumeFrom starts following a symbol a store saved: what traded while klagg
+// was down is unverified until the stream or the ticker says, and fetched from
+// REST (the shard skips what each interval had).
+func (q *sequence) resumeFrom(e env, r Resume) {
+	q.leaving = false
+	if q.state != stateIdle {
+		return
+	}
+	q.last, q.lastTID, q.lastTime = r.Last, r.LastTradeID, r.LastTime
+	q.state = stateUnverified
+	q.setHold(e, q.lastTime)
+	e.stats().resumed.Add(1)
+}
+
 // anchor moves to stateAnchor: REST serves the symbol's trades since q.since
 // before the stream's (first, if not nil, is held). partial marks the first
 // klines partial before since (a symbol followed since start; a listing has no

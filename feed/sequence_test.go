@@ -633,3 +633,30 @@ func TestSequenceStatesNamed(t *testing.T) {
 		t.Fatal("NoHold changed")
 	}
 }
+
+// A symbol a store saved resumes unverified from its last trade: the stream or
+// the ticker says what traded while klagg was down, and REST fills it.
+func TestSequenceResume(t *testing.T) {
+	e := newFakeEnv(t)
+	q := newSequence(3, "BTCUSDT")
+	q.resumeFrom(e, Resume{Last: 100, LastTradeID: 1001, LastTime: 100_000})
+	q.follow(e, 5000, false)
+	q.onConnected(e, e.exchange)
+	if _, cmds := e.take(); q.state != stateUnverified || cmds != "hold@100000" {
+		t.Fatalf("state %v commands %q", q.state, cmds)
+	}
+	t105 := tr(105, 105_000)
+	q.onTrade(e, &t105)
+	reqs, _ := e.take()
+	if q.state != stateGap || len(reqs) != 1 || reqs[0].from != 101 {
+		t.Fatalf("state %v requests %+v", q.state, reqs)
+	}
+	q.onFetched(e, answer(reqs[0], 101, 104))
+	if _, cmds := e.take(); q.state != stateLive || !slices.Equal(e.handed, []int64{101, 102, 103, 104, 105}) || cmds != "release" {
+		t.Fatalf("state %v handed %v commands %q", q.state, e.handed, cmds)
+	}
+	// No partial mark: the shard has the symbol's state from the store.
+	if e.c.resumed.Load() != 1 {
+		t.Fatal("resume not counted")
+	}
+}

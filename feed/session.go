@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -46,6 +47,7 @@ type Session struct {
 	listedSince int64
 	delisting   map[string]int // symbols missing from consecutive reads that were ignored
 
+	resumeMu sync.Mutex // guards cfg.Resume (slots take from it)
 	tickMu   sync.Mutex
 	tickWant time.Time     // a ticker read is wanted at or after this (zero: none)
 	tickWake chan struct{} // capacity 1
@@ -67,6 +69,7 @@ func New(ctx context.Context, cfg Config, table *parse.SymbolTable, log *zap.Log
 	}
 	cfg.Client.Market = cfg.Market
 	cfg.Client.BaseURL = cfg.Endpoints.REST
+	cfg.Resume = maps.Clone(cfg.Resume)
 	s := &Session{
 		cfg:       cfg,
 		log:       log,
@@ -102,6 +105,15 @@ func New(ctx context.Context, cfg Config, table *parse.SymbolTable, log *zap.Log
 	table.Add(symbols...)
 	s.assign(symbols, math.MinInt64)
 	return s, nil
+}
+
+// takeResume returns and forgets where symbol resumes after a restart.
+func (s *Session) takeResume(symbol string) (Resume, bool) {
+	s.resumeMu.Lock()
+	defer s.resumeMu.Unlock()
+	r, ok := s.cfg.Resume[symbol]
+	delete(s.cfg.Resume, symbol)
+	return r, ok
 }
 
 // Sources returns one pipeline.Source per connection slot at start, for

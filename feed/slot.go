@@ -162,6 +162,7 @@ func (sl *slot) seq(symbol uint32) *sequence {
 // ctx ends.
 func (sl *slot) Run(ctx context.Context, f *pipeline.Feeder) error {
 	sl.f = f
+	sl.resumeAll()
 	for ctx.Err() == nil {
 		symbols := sl.streams()
 		sl.changed.Store(false)
@@ -197,6 +198,19 @@ func (sl *slot) Run(ctx context.Context, f *pipeline.Feeder) error {
 	sl.f.Progress(math.MaxInt64)
 	sl.f.Flush()
 	return nil
+}
+
+// resumeAll starts the symbols a store saved before anything is published: their
+// klines are held from their last stored trade on before the watermark can move.
+func (sl *slot) resumeAll() {
+	table := sl.s.table.Load()
+	for _, name := range sl.streams() {
+		if r, ok := sl.s.takeResume(name); ok {
+			if i, found := table.Lookup([]byte(name)); found {
+				sl.seq(i).resumeFrom(sl, r)
+			}
+		}
+	}
 }
 
 // lost tells every sequence of the slot that the connection was lost.
@@ -314,6 +328,9 @@ func (sl *slot) subscribe(symbols []string) {
 		since, listed := sl.takeListing(name)
 		if !listed {
 			since = at
+		}
+		if r, ok := sl.s.takeResume(name); ok && !listed {
+			q.resumeFrom(sl, r)
 		}
 		q.follow(sl, since, listed)
 		q.onConnected(sl, at)

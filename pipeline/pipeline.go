@@ -248,6 +248,18 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Restore gives symbol the kline state a store saved (see shard.Aggregator.Restore),
+// on the shard that owns it. Call it before Run only.
+func (p *Pipeline) Restore(symbol uint32, saved []shard.Saved) error {
+	p.mu.Lock()
+	running := p.ctx != nil
+	p.mu.Unlock()
+	if running {
+		return errors.New("cannot restore klines: the pipeline is running")
+	}
+	return p.aggs[shardOf(symbol, len(p.aggs))].agg.Restore(symbol, saved)
+}
+
 // Routed is the number of trades the sources have handed to the shards so far; any
 // goroutine may call it.
 func (p *Pipeline) Routed() uint64 {

@@ -78,6 +78,7 @@ type entry struct {
 	k      Kline
 	period int64 // period number of k; meaningful when live
 	live   bool
+	dirty  bool // open, and changed since its last update
 }
 
 // series is the state of one (symbol, interval).
@@ -255,6 +256,7 @@ func (a *Aggregator) Apply(t *parse.Trade) {
 			continue
 		}
 		// Fast path, inlined by hand: the cached kline already has trades.
+		s.cur.dirty = true
 		k := &s.cur.k
 		k.High = max(k.High, price)
 		k.Low = min(k.Low, price)
@@ -443,6 +445,7 @@ func (a *Aggregator) applySlow(st *symbolState, s *series, i int, t *parse.Trade
 		panic(fmt.Sprintf("BUG: window slot of period %d holds period %d (next %d)", p, e.period, s.next))
 	}
 	a.add(&e.k, t, quote)
+	e.dirty = true
 	s.newest = max(s.newest, p)
 	s.cur, s.curOpen, s.curNext = e, e.k.OpenTime, e.k.CloseTime+1
 	return false
@@ -459,7 +462,7 @@ func (a *Aggregator) initEntry(e *entry, st *symbolState, i int, p int64) {
 		FirstTradeID: -1, LastTradeID: -1, FirstAggID: -1, LastAggID: -1,
 	}
 	e.period = p
-	e.live = true
+	e.live, e.dirty = true, false
 }
 
 // applyLate applies a trade whose period p is already closed for this symbol;
@@ -521,6 +524,9 @@ func (a *Aggregator) closeThrough(st *symbolState, s *series, i int, q int64) {
 // closeForced closes the periods of one series up to and including q, holds
 // or not.
 func (a *Aggregator) closeForced(st *symbolState, s *series, i int, q int64) {
+	if s.first == math.MinInt64 {
+		return // not started: its first trade is still to come
+	}
 	for s.next <= q {
 		if st.retired && s.newest < s.next {
 			// Delisted and no traded period left: no more empty klines.
@@ -564,7 +570,7 @@ func (a *Aggregator) closeNext(st *symbolState, s *series, i int) {
 		a.c.EmptyKlines++
 	}
 	e.k.Closed = true
-	e.live = false
+	e.live, e.dirty = false, false
 	if s.cur == e {
 		s.cur, s.curOpen, s.curNext = nil, math.MaxInt64, math.MinInt64
 	}
@@ -664,9 +670,12 @@ func (a *Aggregator) closeUpTo(limit int64) {
 	}
 }
 
-// FlushUpdates emits, for each symbol with trades since its last update, the
-// kline of the newest open period of every interval (Closed == false). When
-// Update refuses one, it stops; the rest stays dirty for the next call.
+// FlushUpdates emits, for each symbol with trades since its last update, every
+// open kline that changed since (Closed == false), oldest first per interval:
+// a period still in its grace time whose last trades came with the next
+// period's first ones is sent too, so a store never holds a newer open kline
+// while an older one's trades exist nowhere. When Update refuses one, it
+// stops; the rest stays dirty for the next call.
 func (a *Aggregator) FlushUpdates() {
 	for j, sym := range a.dirty {
 		st := a.symbols[sym]
@@ -678,14 +687,21 @@ func (a *Aggregator) FlushUpdates() {
 			if s.newest < s.next {
 				continue
 			}
-			e := &s.window[floorMod(s.newest, int64(len(s.window)))]
-			if !a.out.Update(&e.k) {
-				a.c.UpdatesDeferred++
-				n := copy(a.dirty, a.dirty[j:])
-				a.dirty = a.dirty[:n]
-				return
+			w := int64(len(s.window))
+			for q := s.next; q <= s.newest; q++ {
+				e := &s.window[floorMod(q, w)]
+				if !e.live || e.period != q || !e.dirty {
+					continue
+				}
+				if !a.out.Update(&e.k) {
+					a.c.UpdatesDeferred++
+					n := copy(a.dirty, a.dirty[j:])
+					a.dirty = a.dirty[:n]
+					return
+				}
+				e.dirty = false
+				a.c.Updates++
 			}
-			a.c.Updates++
 		}
 		st.dirty = false
 	}

@@ -91,7 +91,9 @@ func (a *Aggregator) hold(symbol uint32, at int64) {
 	if at == NoHold {
 		st.hold = NoHold
 		for i := range st.series {
-			a.closeThrough(st, &st.series[i], i, a.ivs[i].closed-1)
+			if closed := a.ivs[i].closed; closed != math.MinInt64 { // the watermark closed something
+				a.closeThrough(st, &st.series[i], i, closed-1)
+			}
 		}
 		return
 	}
@@ -131,6 +133,9 @@ func (a *Aggregator) markGap(symbol uint32, from, to int64) {
 	for i := range st.series {
 		s := &st.series[i]
 		iv := &a.ivs[i].iv
+		if s.first == math.MinInt64 {
+			continue // not started: no kline to flag
+		}
 		pFrom, pTo := max(iv.Period(from), s.first), iv.Period(to)
 		w := int64(len(s.window))
 		for q := max(pFrom, s.next); q <= pTo && q < s.next+w; q++ {

@@ -313,3 +313,20 @@ func TestNextClose(t *testing.T) {
 		t.Fatalf("NextClose %d, want %d", got, want)
 	}
 }
+
+// Lifting a hold before the watermark closed anything closes nothing (the
+// interval's closed mark is still at its minimum: no wrap to the far future).
+func TestHoldLiftedBeforeAnyAdvance(t *testing.T) {
+	ivs, _ := ParseIntervals("1s")
+	rec := newRecorder(t, ivs)
+	a, _ := New(Config{Intervals: ivs, Grace: 0, History: 2}, rec)
+	tr := tradeAt(0, 1, "2024-01-01 00:00:10.000", "1", "1", false)
+	a.Apply(&tr)
+	for _, at := range []int64{ms("2024-01-01 00:00:10.000"), NoHold} {
+		h := Hold(0, at)
+		a.Apply(&h)
+	}
+	if len(rec.final) != 0 {
+		t.Fatalf("%d klines closed with no watermark", len(rec.final))
+	}
+}

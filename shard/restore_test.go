@@ -164,3 +164,29 @@ func TestRestoreRejectsBadState(t *testing.T) {
 		t.Fatal("a symbol with state was restored over")
 	}
 }
+
+// An interval the store kept nothing of starts with the symbol's next trade:
+// the watermark moving on before it must not close klines from the epoch.
+func TestRestoreIntervalNotStarted(t *testing.T) {
+	ivs, _ := ParseIntervals("1s,1m")
+	rec := newRecorder(t, ivs)
+	a, _ := New(Config{Intervals: ivs, Grace: 0, History: 2}, rec)
+	open := Kline{OpenTime: ms("2024-01-01 00:00:00.000"), CloseTime: ms("2024-01-01 00:00:59.999"),
+		Open: 1, High: 1, Low: 1, Close: 1, Count: 1, FirstAggID: 5, LastAggID: 5, FirstTradeID: 50, LastTradeID: 50}
+	if err := a.Restore(0, []Saved{{Interval: 1, Through: 5, Klines: []Kline{open}}}); err != nil {
+		t.Fatal(err)
+	}
+	a.Advance(ms("2024-01-01 00:00:30.000"))
+	if len(rec.final) != 0 {
+		t.Fatalf("%d klines closed for an interval that never started", len(rec.final))
+	}
+	tr := tradeAt(0, 6, "2024-01-01 00:00:40.000", "2", "1", false)
+	a.Apply(&tr)
+	a.Flush(ms("2024-01-01 00:00:59.999"), false)
+	if k := rec.final[klineKey{0, 0, ms("2024-01-01 00:00:40.000")}]; k.Flags != FlagPartial || k.Count != 2 {
+		t.Fatalf("first 1s kline after the restore: %+v", k)
+	}
+	if k := rec.final[klineKey{0, 1, ms("2024-01-01 00:00:00.000")}]; k.Count != 3 || k.Close != dec("2") {
+		t.Fatalf("restored 1m kline: %+v", k)
+	}
+}
