@@ -26,6 +26,7 @@ type aggregator struct {
 	wakes     uint64
 	snap      published[shard.Counters]
 	loops     uint64
+	parentsAt time.Time // when the parents' updates went last
 }
 
 func newAggregator(p *Pipeline, id int) (*aggregator, error) {
@@ -64,7 +65,7 @@ func (a *aggregator) run() {
 			a.nextClose = a.agg.NextClose()
 		}
 		if a.p.cfg.Updates { // also retries updates the sink had no room for
-			a.agg.FlushUpdates()
+			a.flushUpdates(false)
 		}
 		a.out.flush()
 		if done {
@@ -86,7 +87,7 @@ func (a *aggregator) run() {
 			a.agg.Advance(wm)
 		}
 		if a.p.cfg.Updates {
-			a.agg.FlushUpdates()
+			a.flushUpdates(true)
 		}
 	} else {
 		a.agg.Flush(a.p.final(), a.p.cfg.FlushOpen)
@@ -97,10 +98,28 @@ func (a *aggregator) run() {
 	a.out.r.Close()
 }
 
+// flushUpdates hands the sink the base's changed open klines, and the
+// parents' every ParentUpdates (or now, with all).
+func (a *aggregator) flushUpdates(all bool) {
+	parents := all
+	if now := time.Now(); all || now.Sub(a.parentsAt) >= a.p.cfg.ParentUpdates {
+		parents, a.parentsAt = true, now
+	}
+	a.agg.FlushUpdates(parents)
+}
+
 // idle is how long the aggregator may park when it has nothing to do: without a
 // clock, until a source publishes (Idle bounds it); with one, until the next
 // kline can close by the clock.
 func (a *aggregator) idle() time.Duration {
+	d := a.idleClock()
+	if a.p.cfg.Updates && a.agg.Pending() {
+		d = min(d, max(a.p.cfg.ParentUpdates-time.Since(a.parentsAt), time.Millisecond))
+	}
+	return d
+}
+
+func (a *aggregator) idleClock() time.Duration {
 	if a.p.cfg.Clock == nil {
 		return a.p.cfg.Idle
 	}

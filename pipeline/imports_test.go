@@ -18,6 +18,8 @@ func TestImportsPointOneWay(t *testing.T) {
 		"pipeline": {"pipeline", "parse", "ring", "shard", "record"},
 		"feed":     {"feed", "pipeline", "parse", "ring", "shard", "record", "exchange"},
 		"exchange": {"exchange", "parse"},
+		"store":    {"store", "parse", "shard"},
+		"api":      {"api", "parse", "ring", "shard"},
 		"record":   {"record"},
 	}
 	for pkg, ok := range allowed {

@@ -27,6 +27,12 @@ type Config struct {
 
 	// Updates turns on running (open) kline updates to the sink. Closed klines always flow.
 	Updates bool
+	// ParentUpdates, with Updates, is how often the running klines of the
+	// intervals folded from others (all but the base: 3m to 1M from 1m) go to
+	// the sink; the base's go after every batch of trades. Folding an open
+	// period costs more than a trade, so it is done at the pace a chart or a
+	// store consumes it. Default 250ms.
+	ParentUpdates time.Duration
 	// FlushOpen emits the klines still open at the end of the input as closed.
 	FlushOpen bool
 	// LearnSymbols adds symbols the table does not know yet as they appear (replay of
@@ -70,6 +76,8 @@ func DefaultConfig() Config {
 		Parse:  parse.DefaultConfig(),
 		Shard:  shard.DefaultConfig(),
 		Idle:   20 * time.Millisecond,
+
+		ParentUpdates: 250 * time.Millisecond,
 	}
 }
 

@@ -181,7 +181,7 @@ func TestRecordedKlines(t *testing.T) {
 					continue
 				}
 				agg.Apply(&tr)
-				agg.FlushUpdates()
+				agg.FlushUpdates(true)
 				k := out[tr.Symbol]
 				for _, rk := range recorded[at{tr.Symbol, k.OpenTime, k.LastTradeID}] {
 					bk := rk.Data.K

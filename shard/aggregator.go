@@ -22,6 +22,12 @@ type Config struct {
 	// no more follow until it trades again (Counters.QuietSkipped). 0: no bound,
 	// as Binance (every period after a symbol's first trade yields a kline).
 	MaxEmpty int64
+	// PromptClose closes a symbol's base kline as soon as one of its trades
+	// falls in a later period, instead of at watermark + Grace: right when the
+	// input delivers each symbol's trades in aggTrade id order, so a later
+	// period's trade proves the earlier periods complete (a live feed, which
+	// holds trades behind gaps). Quiet symbols still close by the watermark.
+	PromptClose bool
 }
 
 // DefaultConfig returns the futures intervals, a 2 s grace and 2 klines of history.
@@ -45,6 +51,7 @@ type Counters struct {
 	EmptyKlines     uint64 // of which empty
 	QuietSkipped    uint64 // empty klines not emitted: their symbol was silent past MaxEmpty
 	EarlyCloses     uint64 // klines closed ahead of the watermark because a trade ran past the window
+	PromptCloses    uint64 // base klines closed by a later period's trade (PromptClose)
 	Updates         uint64 // Update calls accepted
 	UpdatesDeferred uint64 // Update calls refused (kline kept dirty)
 	Commands        uint64 // in-band commands executed
@@ -69,30 +76,37 @@ func (c *Counters) Add(o Counters) {
 	c.ClosedKlines += o.ClosedKlines
 	c.EmptyKlines += o.EmptyKlines
 	c.EarlyCloses += o.EarlyCloses
+	c.PromptCloses += o.PromptCloses
 	c.Updates += o.Updates
 	c.UpdatesDeferred += o.UpdatesDeferred
 }
 
-// entry is one kline slot of a window or of the history ring.
+// noPeriod marks a series not started yet (first) or no period (newest).
+const noPeriod = math.MinInt64
+
+// entry is one kline slot of a window or of the history ring. A parent's
+// window entry is the accumulator of its closed children.
 type entry struct {
 	k      Kline
 	period int64 // period number of k; meaningful when live
 	live   bool
-	dirty  bool // open, and changed since its last update
+	dirty  bool // base: open, and changed since its last update
+	folded bool // parent: some child (a kline, even empty) was folded in
 }
 
 // series is the state of one (symbol, interval).
 type series struct {
-	// cur caches the entry of the newest-touched open period and its [open,
-	// next) range so that the common trade needs no division and no calendar.
+	// cur caches the base's entry of the newest-touched open period and its
+	// [open, next) range so that the common trade needs no division and no
+	// calendar.
 	curOpen, curNext int64
 	cur              *entry
 
 	window    []entry // open periods [next, next+len(window)), entry = period mod len
 	history   []entry // closed periods [next-len(history), next), entry = period mod len
 	next      int64   // first period of this symbol not closed yet
-	newest    int64   // newest period with trades; an open one iff >= next
-	first     int64   // the symbol's first period: no kline precedes it
+	newest    int64   // newest period with trades; an open one iff >= next (base)
+	first     int64   // the symbol's first period (noPeriod: not started)
 	lateMark  int64   // last period marked FlagLate (one mark per kline)
 	lastClose parse.Decimal
 }
@@ -100,25 +114,29 @@ type series struct {
 type symbolState struct {
 	ids      idRuns
 	sym      uint32
-	dirty    bool // in Aggregator.dirty, updates pending from series[updFrom]
+	dirty    bool // in Aggregator.dirty: base updates or parent updates pending
+	pdirty   bool // trades since the last parent updates, in [pdMin, pdMax]
 	retired  bool
-	updFrom  int
 	hold     int64 // klines with CloseTime >= hold stay open (NoHold: none)
 	lastTime int64 // largest trade time applied
-	series   []series
-	// resume, for a restored symbol until its trades pass them, is each
-	// series' last aggTrade id applied before the restart (Restore).
-	resume    []int64
-	resumeMax int64
+	// partialSince: the first kline of every interval opening before it is
+	// partial (OpPartial); math.MinInt64: none.
+	partialSince int64
+	pdMin, pdMax int64
+	series       []series
 }
 
-// intervalState is the watermark state of one interval, shared by all symbols.
+// intervalState is the state of one interval, shared by all symbols.
 type intervalState struct {
 	iv       Interval
 	window   int   // window slots per symbol
 	history  int   // closed klines kept per symbol
-	closed   int64 // every period < closed is closed for every symbol
-	nextOpen int64 // open time of period closed+1: the watermark limit that closes period `closed`
+	closed   int64 // base: every period < closed is closed for every symbol
+	nextOpen int64 // base: open time of period closed+1, the watermark that closes period `closed`
+	hidden   bool  // the base no configured interval is: computed, never emitted
+	child    int   // the interval this one folds (-1: the base, fed by trades)
+	parents  []int // the intervals that fold this one
+	ratio    int   // child periods in one period, at most
 }
 
 // Aggregator turns trades into klines for the symbols of one shard.
@@ -129,13 +147,18 @@ type intervalState struct {
 type Aggregator struct {
 	cfg     Config
 	out     Emitter
-	ivs     []intervalState
+	ivs     []intervalState // configured intervals, then a hidden base if any
+	base    int
+	shown   int            // configured intervals: Kline.Interval < shown
+	order   []int          // interval indices, children first
 	symbols []*symbolState // indexed by parse.Trade.Symbol
 	live    int            // non-nil symbols
 	retired int            // retired symbols not freed yet
 	dirty   []uint32       // symbols with updates pending
 	slab    int            // entries per symbol
 	c       Counters
+	upd     Kline  // the parent kline being handed to Update
+	folds   []fold // by interval, for the symbol flushParents is at
 
 	// Rarely used, by symbol: holds and partial starts waiting for a first
 	// trade (0: none), and what is left of retired symbols.
@@ -180,18 +203,32 @@ func New(cfg Config, out Emitter) (*Aggregator, error) {
 				return nil, fmt.Errorf("cannot create aggregator: %s and %s: %w", o.Name, iv.Name, ErrDuplicate)
 			}
 		}
-		length := iv.Millis
-		if iv.Months > 0 {
-			length = minMonth * int64(iv.Months)
-		}
+		a.ivs = append(a.ivs, intervalState{iv: iv})
+	}
+	a.shown = len(a.ivs)
+	ivs, base, err := plan(a.ivs)
+	if err != nil {
+		return nil, err
+	}
+	a.ivs, a.base, a.order = ivs, base, order(ivs)
+	a.folds = make([]fold, len(ivs))
+	for i := range a.ivs {
+		ivs := &a.ivs[i]
+		l := length(ivs.iv)
 		// Periods open at once: those closing within Grace of the watermark,
 		// the current one, and one spare for trades running ahead of it.
-		w := int((cfg.Grace+length-1)/length) + 2
+		w := int((cfg.Grace+l-1)/l) + 2
 		h := cfg.History
 		if cfg.Lateness > 0 {
-			h = max(h, min(int((cfg.Lateness+length-1)/length)+1, 1024))
+			h = max(h, min(int((cfg.Lateness+l-1)/l)+1, 1024))
 		}
-		a.ivs = append(a.ivs, intervalState{iv: iv, window: w, history: h, closed: math.MinInt64, nextOpen: math.MinInt64})
+		// A parent folds its children as they close: they stay in history
+		// until it closes (and its corrections can find them).
+		for _, p := range ivs.parents {
+			h = max(h, a.ivs[p].ratio+1)
+		}
+		ivs.window, ivs.history = w, h
+		ivs.closed, ivs.nextOpen = math.MinInt64, math.MinInt64
 		a.slab += w + h
 	}
 	return a, nil
@@ -204,7 +241,8 @@ func (a *Aggregator) Config() Config { return a.cfg }
 func (a *Aggregator) Counters() Counters { return a.c }
 
 // Apply applies one trade, or executes an in-band command (t.Control != 0, see
-// Op). It allocates only for a symbol's first trade.
+// Op). It allocates only for a symbol's first trade. A trade updates the base
+// interval only; the others fold it as its klines close.
 func (a *Aggregator) Apply(t *parse.Trade) {
 	if t.Control != 0 {
 		a.control(t)
@@ -235,27 +273,25 @@ func (a *Aggregator) Apply(t *parse.Trade) {
 		a.relist(st, t.TradeTime)
 	}
 	a.c.Trades++
-	if st.resume != nil {
-		a.applyResumed(st, t)
-		return
-	}
-	late := false
-	quote := Mul64(uint64(t.Price), uint64(t.Qty))
-	price, qty, cnt := t.Price, uint64(t.Qty), t.Count()
-	// Taker-buy sums add zero for taker sells: branch-free, since the side is
-	// unpredictable.
-	mask := uint64(0)
-	if !t.BuyerMaker {
-		mask = ^uint64(0)
-	}
-	tbQty, tbQuote := qty&mask, Uint128{Hi: quote.Hi & mask, Lo: quote.Lo & mask}
-	for i := range st.series {
-		s := &st.series[i]
-		if t.TradeTime < s.curOpen || t.TradeTime >= s.curNext {
-			late = a.applySlow(st, s, i, t, quote) || late
-			continue
+	s := &st.series[a.base]
+	if t.TradeTime < s.curOpen || t.TradeTime >= s.curNext || t.AggID < s.cur.k.LastAggID {
+		quote := Mul64(uint64(t.Price), uint64(t.Qty))
+		if a.applySlow(st, s, t, quote) {
+			a.c.TooLateTrades++
+			a.out.Dropped(t, ErrTooLate)
 		}
-		// Fast path, inlined by hand: the cached kline already has trades.
+	} else {
+		// Fast path, inlined by hand: the cached kline already has trades, and
+		// this one is the newest of them.
+		quote := Mul64(uint64(t.Price), uint64(t.Qty))
+		price, qty, cnt := t.Price, uint64(t.Qty), t.Count()
+		// Taker-buy sums add zero for taker sells: branch-free, since the side
+		// is unpredictable.
+		mask := uint64(0)
+		if !t.BuyerMaker {
+			mask = ^uint64(0)
+		}
+		tbQty, tbQuote := qty&mask, Uint128{Hi: quote.Hi & mask, Lo: quote.Lo & mask}
 		s.cur.dirty = true
 		k := &s.cur.k
 		k.High = max(k.High, price)
@@ -279,50 +315,63 @@ func (a *Aggregator) Apply(t *parse.Trade) {
 			checkKline(k)
 		}
 	}
-	// After the intervals: the empty klines a trade far ahead closes see the
+	// After the trade: the empty klines a trade far ahead closes see the
 	// silence before it.
 	st.lastTime = max(st.lastTime, t.TradeTime)
-	if late {
-		a.c.TooLateTrades++
-		a.out.Dropped(t, ErrTooLate)
-	}
-	a.markDirty(st, t.Symbol)
+	a.markDirty(st, t.TradeTime)
 }
 
 // relist starts a retired symbol again that trades before its state was
-// freed: series whose klines all closed skip to the trade's period, with no
-// empty klines for the time it was delisted.
+// freed: the base skips to the trade's period, with no empty klines for the
+// time it was delisted, and the longer intervals holding its last klines
+// close first if the trade is past them.
 func (a *Aggregator) relist(st *symbolState, at int64) {
 	st.retired = false
 	a.retired--
-	for i := range st.series {
-		if s := &st.series[i]; s.newest < s.next {
-			s.next = max(s.next, a.ivs[i].iv.Period(at))
-		}
+	b := &st.series[a.base]
+	if b.newest >= b.next {
+		return // a traded period still open: it goes on from there
+	}
+	if p := a.ivs[a.base].iv.Period(at); p > b.next {
+		a.retireSkip(st, b, p-1)
 	}
 }
 
-func (a *Aggregator) markDirty(st *symbolState, sym uint32) {
-	st.updFrom = 0
+// markDirty notes a trade at time at for the next updates.
+func (a *Aggregator) markDirty(st *symbolState, at int64) {
+	if !st.pdirty {
+		st.pdirty, st.pdMin, st.pdMax = true, at, at
+	} else {
+		st.pdMin, st.pdMax = min(st.pdMin, at), max(st.pdMax, at)
+	}
 	if !st.dirty {
 		st.dirty = true
-		a.dirty = append(a.dirty, sym)
+		a.dirty = append(a.dirty, st.sym)
 	}
 }
 
-// add applies t to k (open or closed) and reports overflow.
+// add applies t to k (open or closed) and reports overflow. Open and Close
+// follow the aggTrade ids, whatever the order trades arrive in.
 func (a *Aggregator) add(k *Kline, t *parse.Trade, quote Uint128) {
 	p := t.Price
-	if k.FirstAggID < 0 {
-		k.Open, k.High, k.Low = p, p, p
+	switch {
+	case !hasTrades(k):
+		k.Open, k.High, k.Low, k.Close = p, p, p, p
 		k.FirstAggID, k.FirstTradeID = t.AggID, t.FirstID
+		k.LastAggID, k.LastTradeID = t.AggID, t.LastID
 		k.Flags &^= FlagEmpty
-	} else {
+	default:
 		k.High = max(k.High, p)
 		k.Low = min(k.Low, p)
+		if t.AggID > k.LastAggID {
+			k.Close = p
+			k.LastAggID, k.LastTradeID = t.AggID, t.LastID
+		}
+		if t.AggID < k.FirstAggID {
+			k.Open = p
+			k.FirstAggID, k.FirstTradeID = t.AggID, t.FirstID
+		}
 	}
-	k.Close = p
-	k.LastAggID, k.LastTradeID = t.AggID, t.LastID
 	k.Count += t.Count()
 	var o1, o2, o3, o4 bool
 	k.Volume, o1 = k.Volume.Add64(uint64(t.Qty))
@@ -367,7 +416,7 @@ func (a *Aggregator) overflow(k *Kline, o1, o2, o3, o4 bool) {
 }
 
 func checkKline(k *Kline) {
-	if k.FirstAggID < 0 {
+	if !hasTrades(k) {
 		if k.Count != 0 || !k.Volume.IsZero() || !k.QuoteVolume.IsZero() {
 			panic(fmt.Sprintf("BUG: kline without trades has volume: %+v", *k))
 		}
@@ -383,64 +432,79 @@ func checkKline(k *Kline) {
 
 func (a *Aggregator) applyFirst(t *parse.Trade) {
 	sym := t.Symbol
-	if int(sym) >= len(a.symbols) {
-		n := max(int(sym)+1, 2*len(a.symbols), 16)
-		grown := make([]*symbolState, n)
-		copy(grown, a.symbols)
-		a.symbols = grown
-	}
 	st := a.newState(sym)
 	st.ids, st.lastTime = newIDRuns(t.AggID), t.TradeTime
-	partialBefore := int64(math.MinInt64)
 	if int(sym) < len(a.partials) && a.partials[sym] != 0 {
-		partialBefore, a.partials[sym] = a.partials[sym], 0
+		st.partialSince, a.partials[sym] = a.partials[sym], 0
 	}
 	a.install(st)
 	a.c.Trades++
+	a.start(st, t.TradeTime)
 	quote := Mul64(uint64(t.Price), uint64(t.Qty))
-	for i := range st.series {
-		s := &st.series[i]
-		ivs := &a.ivs[i]
-		p := ivs.iv.Period(t.TradeTime)
-		s.next, s.first = p, p
-		a.applySlow(st, s, i, t, quote)
-		if ivs.iv.periodOpen(p) < partialBefore {
-			s.cur.k.Flags |= FlagPartial
-		}
-		// The interval's watermark is already past this period: close it now.
-		if p < ivs.closed {
-			a.closeThrough(st, s, i, ivs.closed-1)
-		}
+	s := &st.series[a.base]
+	a.applySlow(st, s, t, quote)
+	// The watermark is already past this period: close it now.
+	if ivs := &a.ivs[a.base]; ivs.iv.Period(t.TradeTime) < ivs.closed {
+		a.closeThrough(st, s, ivs.closed-1)
 	}
-	a.markDirty(st, sym)
+	a.markDirty(st, t.TradeTime)
 }
 
-// applySlow handles a trade outside the cached period: another open period,
-// a period beyond the window, or a closed one. It reports a trade too late
-// for this interval.
-func (a *Aggregator) applySlow(st *symbolState, s *series, i int, t *parse.Trade, quote Uint128) (tooLate bool) {
+// start starts every series not started yet of st at the period holding at:
+// the first kline of each opens there (partial if it opens before the
+// symbol's partialSince).
+func (a *Aggregator) start(st *symbolState, at int64) {
+	for _, i := range a.order {
+		s := &st.series[i]
+		if s.first != noPeriod {
+			continue
+		}
+		p := a.ivs[i].iv.Period(at)
+		s.next, s.first = p, p
+		if i == a.base {
+			continue
+		}
+		// A parent started after its child (restored without it): its first
+		// kline misses the child's earlier klines.
+		e := a.parentEntry(st, s, i, p)
+		if c := &st.series[a.ivs[i].child]; c.first != noPeriod && c.first < a.ivs[a.ivs[i].child].iv.Period(e.k.OpenTime) {
+			e.k.Flags |= FlagPartial
+		}
+	}
+}
+
+// applySlow applies a trade to the base outside the cached period: another
+// open period, a period beyond the window, a closed one, or a trade older by
+// id than the cached kline's last. It reports a trade too late for some
+// interval.
+func (a *Aggregator) applySlow(st *symbolState, s *series, t *parse.Trade, quote Uint128) (tooLate bool) {
+	i := a.base
 	ivs := &a.ivs[i]
 	p := ivs.iv.Period(t.TradeTime)
-	if s.first == math.MinInt64 {
-		// A series that starts with this trade while its symbol had others
-		// before (restored from a store that did not keep this interval): its
-		// first kline misses those.
-		s.next, s.first = p, p
-		a.applySlow(st, s, i, t, quote)
-		s.cur.k.Flags |= FlagPartial
-		return false
+	if s.first == noPeriod {
+		a.start(st, t.TradeTime)
 	}
 	if p < s.next {
-		return !a.applyLate(st, s, i, p, t, quote)
+		return a.applyLate(st, t, quote)
 	}
 	w := int64(len(s.window))
+	if a.cfg.PromptClose && p > s.next && s.newest >= s.next && p > s.newest {
+		// A later period's trade: in id order, nothing more comes for the
+		// earlier ones.
+		before := s.next
+		a.closeThrough(st, s, p-1)
+		a.c.PromptCloses += uint64(s.next - before)
+	}
 	if p >= s.next+w {
 		a.c.EarlyCloses += uint64(p - w + 1 - s.next)
-		a.closeForced(st, s, i, p-w)
+		a.closeForced(st, s, p-w)
 	}
 	e := &s.window[floorMod(p, w)]
 	if !e.live {
 		a.initEntry(e, st, i, p)
+		if p == s.first && e.k.OpenTime < st.partialSince {
+			e.k.Flags |= FlagPartial
+		}
 	} else if e.period != p {
 		panic(fmt.Sprintf("BUG: window slot of period %d holds period %d (next %d)", p, e.period, s.next))
 	}
@@ -462,13 +526,64 @@ func (a *Aggregator) initEntry(e *entry, st *symbolState, i int, p int64) {
 		FirstTradeID: -1, LastTradeID: -1, FirstAggID: -1, LastAggID: -1,
 	}
 	e.period = p
-	e.live, e.dirty = true, false
+	e.live, e.dirty, e.folded = true, false, false
 }
 
-// applyLate applies a trade whose period p is already closed for this symbol;
-// it reports false if the kline is no longer kept (the trade is too late for
-// this interval: counted, and the kline marked FlagLate once).
-func (a *Aggregator) applyLate(st *symbolState, s *series, i int, p int64, t *parse.Trade, quote Uint128) bool {
+// applyLate applies a trade whose base period is already closed: to every
+// interval's kline that holds it, corrections of closed ones (emitted again)
+// and the accumulators of open parents that folded the corrected child. It
+// reports whether some interval had no kline left to correct (too late: the
+// trade is counted, and the kline marked FlagLate once).
+func (a *Aggregator) applyLate(st *symbolState, t *parse.Trade, quote Uint128) (tooLate bool) {
+	for _, i := range a.order {
+		s := &st.series[i]
+		if s.first == noPeriod {
+			continue
+		}
+		p := a.ivs[i].iv.Period(t.TradeTime)
+		if p >= s.next {
+			// An open parent period: its accumulator holds the closed children
+			// only; the trade reached it through the child if that one is closed.
+			c := a.ivs[i].child
+			if cs := &st.series[c]; a.ivs[c].iv.Period(t.TradeTime) < cs.next {
+				e := a.parentEntry(st, s, i, p)
+				a.add(&e.k, t, quote)
+				e.folded = true
+			}
+			continue
+		}
+		if !a.correct(st, s, i, p, t, quote) {
+			tooLate = true
+		}
+		if i != a.base {
+			a.refreshEmpty(s)
+		}
+	}
+	return tooLate
+}
+
+// refreshEmpty gives a parent's open accumulators that hold no trade yet the
+// close before them again, after a correction changed it: the empty children
+// they folded carried the old one.
+func (a *Aggregator) refreshEmpty(s *series) {
+	c := s.lastClose
+	w := int64(len(s.window))
+	for q := s.next; q < s.next+w; q++ {
+		e := &s.window[floorMod(q, w)]
+		if !e.live || e.period != q {
+			continue
+		}
+		if hasTrades(&e.k) {
+			c = e.k.Close
+			continue
+		}
+		e.k.Open, e.k.High, e.k.Low, e.k.Close = c, c, c, c
+	}
+}
+
+// correct applies a late trade to closed period p of one series; it reports
+// false if the kline is no longer kept.
+func (a *Aggregator) correct(st *symbolState, s *series, i int, p int64, t *parse.Trade, quote Uint128) bool {
 	h := int64(len(s.history))
 	if p < s.first { // before the symbol's first kline: no kline to correct
 		a.c.TooLate++
@@ -493,7 +608,7 @@ func (a *Aggregator) applyLate(st *symbolState, s *series, i int, p int64, t *pa
 	oldClose := e.k.Close
 	a.add(&e.k, t, quote)
 	e.k.Flags |= FlagCorrected
-	a.out.Closed(&e.k)
+	a.emitClosed(i, &e.k)
 	if e.k.Close == oldClose {
 		return true
 	}
@@ -501,48 +616,96 @@ func (a *Aggregator) applyLate(st *symbolState, s *series, i int, p int64, t *pa
 	c := e.k.Close
 	for q := p + 1; q < s.next; q++ {
 		e := &s.history[floorMod(q, h)]
-		if !e.live || e.period != q || e.k.FirstAggID >= 0 {
+		if !e.live || e.period != q || hasTrades(&e.k) {
 			return true
 		}
 		e.k.Open, e.k.High, e.k.Low, e.k.Close = c, c, c, c
 		e.k.Flags |= FlagCorrected
-		a.out.Closed(&e.k)
+		a.emitClosed(i, &e.k)
 	}
 	s.lastClose = c
 	return true
 }
 
-// closeThrough closes the periods of one series up to and including q, or up
-// to the symbol's hold.
-func (a *Aggregator) closeThrough(st *symbolState, s *series, i int, q int64) {
-	if st.hold != NoHold {
-		q = min(q, a.ivs[i].iv.Period(st.hold)-1)
+// emitClosed hands a closed kline (or a correction) to the Emitter, unless it
+// belongs to the hidden base.
+func (a *Aggregator) emitClosed(i int, k *Kline) {
+	if i < a.shown {
+		a.out.Closed(k)
 	}
-	a.closeForced(st, s, i, q)
 }
 
-// closeForced closes the periods of one series up to and including q, holds
-// or not.
-func (a *Aggregator) closeForced(st *symbolState, s *series, i int, q int64) {
-	if s.first == math.MinInt64 {
+// closeThrough closes the base periods of one symbol up to and including q,
+// or up to its hold; parents close as their last children do.
+func (a *Aggregator) closeThrough(st *symbolState, s *series, q int64) {
+	if st.hold != NoHold {
+		q = min(q, a.ivs[a.base].iv.Period(st.hold)-1)
+	}
+	a.closeForced(st, s, q)
+}
+
+// closeForced closes the base periods of one symbol up to and including q,
+// holds or not.
+func (a *Aggregator) closeForced(st *symbolState, s *series, q int64) {
+	if s.first == noPeriod {
 		return // not started: its first trade is still to come
 	}
 	for s.next <= q {
 		if st.retired && s.newest < s.next {
-			// Delisted and no traded period left: no more empty klines.
-			for j := range s.window {
-				s.window[j].live = false
-			}
-			s.cur, s.curOpen, s.curNext = nil, math.MaxInt64, math.MinInt64
-			s.next = q + 1
+			a.retireSkip(st, s, q)
 			return
 		}
-		a.closeNext(st, s, i)
+		a.closeNext(st, s)
 	}
 }
 
-// closeNext closes period s.next of one series and emits it.
-func (a *Aggregator) closeNext(st *symbolState, s *series, i int) {
+// retireSkip passes, without klines, the base periods through q of a
+// delisted symbol whose base has no traded period open: one by one while
+// some longer interval's period holding its last klines is open (so that it
+// closes when its period ends), then at once.
+func (a *Aggregator) retireSkip(st *symbolState, b *series, q int64) {
+	w := int64(len(b.window))
+	for need := a.retireEnd(st); b.next <= min(q, need); {
+		p := b.next
+		if e := &b.window[floorMod(p, w)]; e.live && e.period == p {
+			e.live, e.dirty = false, false
+		}
+		b.next++
+		a.childClosed(st, a.base, p, nil)
+	}
+	if b.next <= q {
+		for j := range b.window {
+			b.window[j].live, b.window[j].dirty = false, false
+		}
+		b.next = q + 1
+	}
+	b.cur, b.curOpen, b.curNext = nil, math.MaxInt64, math.MinInt64
+}
+
+// retireEnd returns the last base period a delisted symbol's klines need:
+// the end of the longest interval's period holding its last base kline.
+func (a *Aggregator) retireEnd(st *symbolState) int64 {
+	b := &st.series[a.base]
+	last := b.newest
+	if last == noPeriod {
+		last = b.next - 1
+	}
+	at := a.ivs[a.base].iv.periodOpen(last)
+	need := last
+	for _, i := range a.order {
+		if s := &st.series[i]; i != a.base && s.first != noPeriod {
+			if p := a.ivs[i].iv.Period(at); p >= s.next {
+				need = max(need, a.ivs[a.base].iv.Period(a.ivs[i].iv.periodOpen(p+1))-1)
+			}
+		}
+	}
+	return need
+}
+
+// closeNext closes base period s.next of one symbol, emits it, and folds it
+// into the parents.
+func (a *Aggregator) closeNext(st *symbolState, s *series) {
+	i := a.base
 	q := s.next
 	e := &s.window[floorMod(q, int64(len(s.window)))]
 	if !e.live {
@@ -550,15 +713,16 @@ func (a *Aggregator) closeNext(st *symbolState, s *series, i int) {
 	} else if e.period != q {
 		panic(fmt.Sprintf("BUG: closing period %d but its window slot holds period %d", q, e.period))
 	}
-	if e.k.FirstAggID < 0 {
+	if !hasTrades(&e.k) {
 		if a.cfg.MaxEmpty > 0 && e.k.OpenTime-st.lastTime > a.cfg.MaxEmpty {
 			// Silent past the bound: the kline before was the last (FlagQuiet).
-			e.live = false
+			e.live, e.dirty = false, false
 			if s.cur == e {
 				s.cur, s.curOpen, s.curNext = nil, math.MaxInt64, math.MinInt64
 			}
 			s.next = q + 1
 			a.c.QuietSkipped++
+			a.childClosed(st, i, q, nil)
 			return
 		}
 		c := s.lastClose
@@ -569,11 +733,17 @@ func (a *Aggregator) closeNext(st *symbolState, s *series, i int) {
 		}
 		a.c.EmptyKlines++
 	}
-	e.k.Closed = true
-	e.live, e.dirty = false, false
 	if s.cur == e {
 		s.cur, s.curOpen, s.curNext = nil, math.MaxInt64, math.MinInt64
 	}
+	a.finish(st, s, i, e, q)
+}
+
+// finish closes period q of series i from its window entry e: into the
+// history, out to the Emitter, and into the parents.
+func (a *Aggregator) finish(st *symbolState, s *series, i int, e *entry, q int64) {
+	e.k.Closed = true
+	e.live, e.dirty, e.folded = false, false, false
 	s.lastClose = e.k.Close
 	s.next = q + 1
 	a.c.ClosedKlines++
@@ -588,17 +758,18 @@ func (a *Aggregator) closeNext(st *symbolState, s *series, i int) {
 		checkKline(out)
 		for j := range s.window {
 			if w := &s.window[j]; w.live && (w.period < s.next || w.period >= s.next+int64(len(s.window))) {
-				panic(fmt.Sprintf("BUG: window holds period %d outside [%d, %d)", w.period, s.next, s.next+int64(len(s.window))))
+				panic(fmt.Sprintf("BUG: %s window holds period %d outside [%d, %d)", a.ivs[i].iv.Name, w.period, s.next, s.next+int64(len(s.window))))
 			}
 		}
 	}
-	a.out.Closed(out)
+	a.emitClosed(i, out)
+	a.childClosed(st, i, q, out)
 }
 
 // Advance closes, for every symbol with state, every kline whose CloseTime +
 // Grace < watermark, empty periods included, in open-time order per (symbol,
 // interval). watermark is event time, never the wall clock. It costs
-// O(intervals) when no interval boundary is crossed and does not allocate.
+// O(symbols) only when a base period boundary is crossed and does not allocate.
 func (a *Aggregator) Advance(watermark int64) {
 	if watermark < math.MinInt64+a.cfg.Grace {
 		return
@@ -623,10 +794,27 @@ func (a *Aggregator) Flush(watermark int64, includeOpen bool) {
 		if st == nil {
 			continue
 		}
-		for i := range st.series {
+		b := &st.series[a.base]
+		if b.first == noPeriod {
+			continue
+		}
+		if b.newest == noPeriod {
+			continue
+		}
+		end := a.ivs[a.base].iv.periodOpen(b.newest) // the newest traded period's open
+		if b.newest >= b.next {
+			if a.closeThrough(st, b, b.newest); b.next <= b.newest {
+				continue // held: its parents wait for it
+			}
+		}
+		// Parents whose period is not over: they close with what they folded.
+		for _, i := range a.order {
 			s := &st.series[i]
-			if s.newest >= s.next {
-				a.closeThrough(st, s, i, s.newest)
+			if i == a.base || s.first == noPeriod {
+				continue
+			}
+			for s.next <= a.ivs[i].iv.Period(end) {
+				a.closeParent(st, s, i)
 			}
 		}
 	}
@@ -634,78 +822,125 @@ func (a *Aggregator) Flush(watermark int64, includeOpen bool) {
 }
 
 // NextClose returns the smallest watermark at which Advance would close a
-// kline of some interval (math.MaxInt64 when none will): an idle caller can
-// sleep until then. Lifting a hold (OpHold) closes what it held at once.
+// kline (math.MinInt64 before the first Advance): an idle caller can sleep
+// until then. Lifting a hold (OpHold) closes what it held at once.
 func (a *Aggregator) NextClose() int64 {
-	next := int64(math.MaxInt64)
-	for i := range a.ivs {
-		next = min(next, a.ivs[i].nextOpen)
-	}
+	next := a.ivs[a.base].nextOpen
 	if next == math.MinInt64 || next > math.MaxInt64-a.cfg.Grace {
 		return next
 	}
 	return next + a.cfg.Grace
 }
 
-// closeUpTo closes every period q with open(q+1) <= limit.
+// closeUpTo closes every base period q with open(q+1) <= limit, and through
+// them every parent period that ends there.
 func (a *Aggregator) closeUpTo(limit int64) {
-	freed := false
-	for i := range a.ivs {
-		ivs := &a.ivs[i]
-		if limit < ivs.nextOpen {
-			continue
-		}
-		q := ivs.iv.Period(limit) - 1
-		for _, st := range a.symbols {
-			if st != nil {
-				a.closeThrough(st, &st.series[i], i, q)
-			}
-		}
-		ivs.closed = q + 1
-		ivs.nextOpen = ivs.iv.periodOpen(q + 2)
-		freed = true
+	ivs := &a.ivs[a.base]
+	if limit < ivs.nextOpen {
+		return
 	}
-	if freed {
-		a.freeRetired()
+	q := ivs.iv.Period(limit) - 1
+	for _, st := range a.symbols {
+		if st != nil {
+			a.closeThrough(st, &st.series[a.base], q)
+		}
 	}
+	ivs.closed = q + 1
+	ivs.nextOpen = ivs.iv.periodOpen(q + 2)
+	a.freeRetired()
 }
 
-// FlushUpdates emits, for each symbol with trades since its last update, every
-// open kline that changed since (Closed == false), oldest first per interval:
-// a period still in its grace time whose last trades came with the next
-// period's first ones is sent too, so a store never holds a newer open kline
-// while an older one's trades exist nowhere. When Update refuses one, it
-// stops; the rest stays dirty for the next call.
-func (a *Aggregator) FlushUpdates() {
+// FlushUpdates emits, for each symbol with trades since its last update, the
+// base klines that changed (Closed == false), oldest first: a period still in
+// its grace time whose last trades came with the next period's first ones is
+// sent too, so a store never holds a newer open kline while an older one's
+// trades exist nowhere. With parents it also emits the running kline of every
+// longer interval's open period those trades fell in: folds are not free, so
+// the caller asks for them at the pace they are consumed. When Update refuses
+// one, it stops; the rest stays pending for the next call.
+func (a *Aggregator) FlushUpdates(parents bool) {
+	kept := 0 // a.dirty[:kept]: symbols whose parents' updates are still due
 	for j, sym := range a.dirty {
 		st := a.symbols[sym]
 		if st == nil || !st.dirty {
 			continue
 		}
-		for ; st.updFrom < len(st.series); st.updFrom++ {
-			s := &st.series[st.updFrom]
-			if s.newest < s.next {
-				continue
-			}
-			w := int64(len(s.window))
-			for q := s.next; q <= s.newest; q++ {
-				e := &s.window[floorMod(q, w)]
-				if !e.live || e.period != q || !e.dirty {
-					continue
-				}
-				if !a.out.Update(&e.k) {
-					a.c.UpdatesDeferred++
-					n := copy(a.dirty, a.dirty[j:])
-					a.dirty = a.dirty[:n]
-					return
-				}
-				e.dirty = false
-				a.c.Updates++
-			}
+		if !a.flushBase(st) || (parents && !a.flushParents(st)) {
+			a.c.UpdatesDeferred++
+			kept += copy(a.dirty[kept:], a.dirty[j:])
+			a.dirty = a.dirty[:kept]
+			return
+		}
+		if st.pdirty {
+			a.dirty[kept] = sym
+			kept++
+			continue
 		}
 		st.dirty = false
 	}
-	a.dirty = a.dirty[:0]
+	a.dirty = a.dirty[:kept]
+}
+
+// Pending reports updates not emitted yet: FlushUpdates has work.
+func (a *Aggregator) Pending() bool { return len(a.dirty) > 0 }
+
+// flushBase emits the symbol's changed base klines; false if refused.
+func (a *Aggregator) flushBase(st *symbolState) bool {
+	s := &st.series[a.base]
+	if s.newest < s.next {
+		return true
+	}
+	w := int64(len(s.window))
+	for q := s.next; q <= s.newest; q++ {
+		e := &s.window[floorMod(q, w)]
+		if !e.live || e.period != q || !e.dirty {
+			continue
+		}
+		if a.base < a.shown {
+			if !a.out.Update(&e.k) {
+				return false
+			}
+			a.c.Updates++
+		}
+		e.dirty = false
+	}
+	return true
+}
+
+// flushParents emits the running klines of the open parent periods the
+// symbol's trades since the last call fell in; false if refused.
+func (a *Aggregator) flushParents(st *symbolState) bool {
+	if !st.pdirty {
+		return true
+	}
+	b := &st.series[a.base]
+	limit := a.ivs[a.base].iv.periodOpen(max(b.newest, b.next-1))
+	for i := range a.folds {
+		a.folds[i].valid = false
+	}
+	for _, i := range a.order {
+		if i == a.base || i >= a.shown {
+			continue
+		}
+		s := &st.series[i]
+		if s.first == noPeriod {
+			continue
+		}
+		iv := &a.ivs[i].iv
+		for p := max(iv.Period(st.pdMin), s.next); p <= iv.Period(st.pdMax); p++ {
+			k, ok := a.openFold(st, i, p, limit)
+			if !ok {
+				continue
+			}
+			a.upd = k // k would escape through the Emitter
+			if !a.out.Update(&a.upd) {
+				return false
+			}
+			a.c.Updates++
+		}
+	}
+	st.pdirty = false
+	return true
 }
 
 // Retire marks a symbol delisted, at once; see OpRetire for the in-band form.
@@ -719,23 +954,19 @@ func (a *Aggregator) freeRetired() {
 		if st == nil || !st.retired {
 			continue
 		}
-		done := true
+		if b := &st.series[a.base]; b.newest >= b.next || b.next <= a.retireEnd(st) {
+			continue // klines still to close
+		}
+		tb := &tomb{ids: st.ids, written: math.MinInt64}
 		for i := range st.series {
-			if st.series[i].newest >= st.series[i].next {
-				done = false
-				break
+			if s := &st.series[i]; s.first != noPeriod {
+				tb.written = max(tb.written, a.ivs[i].iv.periodOpen(s.next))
 			}
 		}
-		if done {
-			tb := &tomb{ids: st.ids, written: math.MinInt64}
-			for i := range st.series {
-				tb.written = max(tb.written, a.ivs[i].iv.periodOpen(st.series[i].next))
-			}
-			a.tombs[uint32(id)] = tb
-			a.symbols[id] = nil
-			a.live--
-			a.retired--
-		}
+		a.tombs[uint32(id)] = tb
+		a.symbols[id] = nil
+		a.live--
+		a.retired--
 	}
 }
 

@@ -48,6 +48,7 @@ type recorder struct {
 	marks    []Kline
 	// allowHoles accepts a kline after a hole (a quiet or relisted symbol).
 	allowHoles bool
+	onUpdate   func(k *Kline) // checks each update accepted
 }
 
 func (r *recorder) Dropped(t *parse.Trade, why error) {
@@ -93,6 +94,9 @@ func (r *recorder) Update(k *Kline) bool {
 		return false
 	}
 	r.updates++
+	if r.onUpdate != nil {
+		r.onUpdate(k)
+	}
 	return true
 }
 
@@ -244,6 +248,18 @@ func runProperty(t *testing.T, seed uint64, n int) {
 	}
 	gens := make([]symGen, nsym)
 	var trades []parse.Trade
+	// Every update, base or folded, is the kline of the trades applied so far.
+	var sofar map[klineKey]refKline
+	sofarLen := -1
+	rec.onUpdate = func(k *Kline) {
+		if sofarLen != len(trades) {
+			sofar, sofarLen = reference(ivs, trades, math.MinInt64), len(trades)
+		}
+		key := klineKey{k.Symbol, k.Interval, k.OpenTime}
+		if want, ok := sofar[key]; !ok || !sameKline(k, &want) {
+			t.Fatalf("update sym=%d %s open=%s after %d trades:\n got %+v\nwant %+v", key.sym, ivs[key.iv].Name, time.UnixMilli(key.open).UTC(), len(trades), *k, want)
+		}
+	}
 	maxSeen := int64(math.MinInt64)
 	for i := 0; i < n; {
 		batch := 1 + r.IntN(maxBatch)
@@ -296,7 +312,7 @@ func runProperty(t *testing.T, seed uint64, n int) {
 		}
 		a.Advance(maxSeen)
 		if r.IntN(5) == 0 {
-			a.FlushUpdates()
+			a.FlushUpdates(true)
 		}
 	}
 	a.Flush(maxSeen, true)
@@ -408,16 +424,16 @@ func TestGolden(t *testing.T) {
 	apply(tradeAt(0, 103, day+"00:00:59.500", "12", "3", true))              // out of order, within grace
 	e.refuse = 1
 	fmt.Fprintf(&e.buf, "updates\n")
-	a.FlushUpdates()
+	a.FlushUpdates(true)
 	fmt.Fprintf(&e.buf, "updates\n")
-	a.FlushUpdates()
+	a.FlushUpdates(true)
 	advance("00:02:05.000")
 	advance("00:05:03.000")                                     // three empty minutes
 	apply(tradeAt(0, 104, day+"00:03:30.000", "9", "1", false)) // late: corrects 00:03 and the empty 00:04
 	apply(tradeAt(1, 7, day+"00:05:10.000", "0.0001", "100000", false))
 	apply(tradeAt(0, 105, day+"00:00:30.000", "8", "1", true)) // too late for 1m, a correction for 3m
 	fmt.Fprintf(&e.buf, "updates\n")
-	a.FlushUpdates()
+	a.FlushUpdates(true)
 	advance("00:06:01.000")
 	fmt.Fprintf(&e.buf, "flush 00:07:00.000 includeOpen\n")
 	a.Flush(ms(day+"00:07:00.000"), true)
@@ -604,14 +620,14 @@ func TestAllocs(t *testing.T) {
 		tr.TradeTime += 333
 		a.Apply(tr)
 		a.Advance(tr.TradeTime)
-		a.FlushUpdates()
+		a.FlushUpdates(true)
 	}); n != 0 {
 		t.Fatalf("Apply+Advance+FlushUpdates allocates %v", n)
 	}
 	if n := testing.AllocsPerRun(100, func() { a.Advance(tr.TradeTime) }); n != 0 {
 		t.Fatalf("Advance allocates %v", n)
 	}
-	if n := testing.AllocsPerRun(100, func() { a.FlushUpdates() }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { a.FlushUpdates(true) }); n != 0 {
 		t.Fatalf("FlushUpdates allocates %v", n)
 	}
 	var k Kline
@@ -666,17 +682,20 @@ func TestCountOverflow(t *testing.T) {
 }
 
 // TestLateness: a trade 5 s late is dropped for 1s klines with two klines of
-// history, and applied as a correction once Lateness covers 10 s. (The 1m kline is
-// still open either way, so the trade is on time there.)
+// history, and applied as a correction once Lateness covers 10 s, or once a
+// 1m interval folding the 1s klines keeps them until its minute closes. (The
+// 1m kline is still open either way, so the trade is on time there.)
 func TestLateness(t *testing.T) {
-	ivs, _ := ParseIntervals("1s,1m")
 	for _, tc := range []struct {
+		ivs           string
 		lateness      int64
 		late, tooLate uint64
 	}{
-		{0, 0, 1},
-		{10_000, 1, 0},
+		{"1s", 0, 0, 1},
+		{"1s", 10_000, 1, 0},
+		{"1s,1m", 0, 1, 0},
 	} {
+		ivs, _ := ParseIntervals(tc.ivs)
 		rec := newRecorder(t, ivs)
 		a, err := New(Config{Intervals: ivs, Grace: 0, History: 2, Lateness: tc.lateness}, rec)
 		if err != nil {
@@ -691,14 +710,17 @@ func TestLateness(t *testing.T) {
 		late := parse.Trade{AggID: 3, FirstID: 2, LastID: 2, TradeTime: base + 4000, Price: 90, Qty: 1}
 		a.Apply(&late)
 		if c := a.Counters(); c.TooLate != tc.tooLate || c.Late != tc.late {
-			t.Fatalf("lateness %d: late %d too late %d", tc.lateness, c.Late, c.TooLate)
+			t.Fatalf("%s lateness %d: late %d too late %d", tc.ivs, tc.lateness, c.Late, c.TooLate)
 		}
 		k := rec.final[klineKey{0, 0, base + 4000}]
 		if tc.late > 0 && (k.Count != 1 || k.Close != 90 || k.Flags&FlagCorrected == 0) {
-			t.Fatalf("lateness %d: 1s kline %+v", tc.lateness, k)
+			t.Fatalf("%s lateness %d: 1s kline %+v", tc.ivs, tc.lateness, k)
 		}
-		if m := rec.final[klineKey{0, 1, ms("2024-01-01 00:00:00.000")}]; m.Closed {
-			t.Fatalf("1m kline closed early")
+		if len(ivs) > 1 {
+			a.Flush(ms("2024-01-01 00:00:59.999"), false)
+			if m := rec.final[klineKey{0, 1, ms("2024-01-01 00:00:00.000")}]; m.Count != 3 || m.Low != 90 || m.Close != 90 {
+				t.Fatalf("1m kline %+v", m)
+			}
 		}
 	}
 }

@@ -59,7 +59,7 @@ func BenchmarkFlushUpdates(b *testing.B) {
 	for b.Loop() {
 		tr.AggID++
 		a.Apply(tr)
-		a.FlushUpdates()
+		a.FlushUpdates(true)
 	}
 }
 

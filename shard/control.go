@@ -90,10 +90,8 @@ func (a *Aggregator) hold(symbol uint32, at int64) {
 	}
 	if at == NoHold {
 		st.hold = NoHold
-		for i := range st.series {
-			if closed := a.ivs[i].closed; closed != math.MinInt64 { // the watermark closed something
-				a.closeThrough(st, &st.series[i], i, closed-1)
-			}
+		if closed := a.ivs[a.base].closed; closed != math.MinInt64 { // the watermark closed something
+			a.closeThrough(st, &st.series[a.base], closed-1)
 		}
 		return
 	}
@@ -123,7 +121,8 @@ func (a *Aggregator) state(symbol uint32) *symbolState {
 }
 
 // markGap flags the symbol's klines overlapping trade times [from, to]: open
-// ones in place, closed ones in history emitted again, older ones as marks.
+// ones in place (a parent's accumulator too: the children it folded already
+// carry no flag), closed ones in history emitted again, older ones as marks.
 func (a *Aggregator) markGap(symbol uint32, from, to int64) {
 	st := a.state(symbol)
 	if st == nil || from > to {
@@ -133,15 +132,19 @@ func (a *Aggregator) markGap(symbol uint32, from, to int64) {
 	for i := range st.series {
 		s := &st.series[i]
 		iv := &a.ivs[i].iv
-		if s.first == math.MinInt64 {
+		if s.first == noPeriod {
 			continue // not started: no kline to flag
 		}
 		pFrom, pTo := max(iv.Period(from), s.first), iv.Period(to)
 		w := int64(len(s.window))
 		for q := max(pFrom, s.next); q <= pTo && q < s.next+w; q++ {
-			e := &s.window[floorMod(q, w)]
-			if !e.live {
-				a.initEntry(e, st, i, q)
+			var e *entry
+			if i == a.base {
+				if e = &s.window[floorMod(q, w)]; !e.live {
+					a.initEntry(e, st, i, q)
+				}
+			} else {
+				e = a.parentEntry(st, s, i, q)
 			}
 			e.k.Flags |= FlagGap
 		}
@@ -150,7 +153,7 @@ func (a *Aggregator) markGap(symbol uint32, from, to int64) {
 			e := &s.history[floorMod(q, h)]
 			if e.live && e.period == q && e.k.Flags&FlagGap == 0 {
 				e.k.Flags |= FlagGap | FlagCorrected
-				a.out.Closed(&e.k)
+				a.emitClosed(i, &e.k)
 			}
 		}
 		for q := pFrom; q <= pTo && q < s.next-h; q++ {
@@ -161,6 +164,9 @@ func (a *Aggregator) markGap(symbol uint32, from, to int64) {
 
 // mark emits a flag-only event for a closed kline no longer kept.
 func (a *Aggregator) mark(symbol uint32, i int, p int64, f Flags) {
+	if i >= a.shown {
+		return // the hidden base: its parents get their own marks
+	}
 	iv := &a.ivs[i].iv
 	k := Kline{
 		Symbol: symbol, Interval: uint8(i), Flags: f, Closed: true, Mark: true,

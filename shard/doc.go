@@ -7,9 +7,9 @@
 //
 // # Binance semantics
 //
-// For each (symbol, interval, period): Open is the first applied trade's price
-// and Close the last's (in the order applied, which is aggTrade id order for
-// a live feed), High/Low the extremes; Count is sum(LastID-FirstID+1); Volume sums quantities and
+// For each (symbol, interval, period): Open is the price of the trade with
+// the smallest aggTrade id and Close of the largest (whatever order trades
+// arrive in), High/Low the extremes; Count is sum(LastID-FirstID+1); Volume sums quantities and
 // QuoteVolume sums price*qty exactly; the taker-buy sums take trades with
 // BuyerMaker == false. After a symbol's first trade every period yields a
 // kline: a period without trades gives O=H=L=C=previous close, volumes 0, count
@@ -18,6 +18,22 @@
 // Grids: up to 1d, periods are aligned on the Unix epoch; weeks open on Monday
 // 00:00 UTC; 3d uses Binance's grid (open_time = 1 day mod 3 days); 1M opens on
 // the first day of each calendar month, 00:00 UTC.
+//
+// # Roll-up
+//
+// A trade updates one interval only, the base: the finest grid every
+// configured interval is made of (1m for Binance's futures set, 1s for
+// spot's; the gcd of the lengths, computed and never emitted when no
+// configured interval is it, as for 3m with 5m). Every longer interval folds
+// the klines of its child, the longest interval that tiles it (1M and 1w fold
+// 1d, 1d folds 12h, 15m folds 5m, 5m folds the 1m base), as each closes:
+// sums add exactly, extremes combine, Open and Close follow the ids. A parent
+// period closes the moment its last child does, so all intervals close
+// together and a trade costs the same with 1 interval or 16. A late trade
+// corrects every kline holding it, open accumulators included. The running
+// kline of a parent's open period is its accumulator plus its open children,
+// folded on demand (FlushUpdates with parents), at the pace a consumer reads
+// it, not at every trade.
 //
 // # Duplicates
 //
@@ -41,7 +57,9 @@
 // # Closing
 //
 // Klines close by watermark (event time, never the wall clock): Advance(wm)
-// closes what has CloseTime + Grace < wm. Until then a trade into the period is
+// closes what has CloseTime + Grace < wm; with Config.PromptClose a symbol's
+// trade in a later period closes the earlier ones at once (a live feed in
+// aggTrade id order). Until then a trade into the period is
 // applied even if it arrives out of time order. A trade into a period that has
 // already closed corrects that kline if it is among the last History closed
 // ones (re-emitted with FlagCorrected, together with the empty klines after it
@@ -50,7 +68,8 @@
 // interval; a trade that runs beyond it (the watermark lagging far behind the
 // trades) closes the oldest periods early (Counters.EarlyCloses), and any
 // later trade into them becomes a correction. Memory per (symbol, interval) is
-// that window plus History klines, however long a symbol stays quiet: empty
+// that window plus History klines (a child keeps at least as many as its
+// parent folds, so corrections reach them), however long a symbol stays quiet: empty
 // klines are produced when closing, not stored. Config.MaxEmpty stops them
 // after a silence that long (the last one gets FlagQuiet).
 //

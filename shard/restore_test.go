@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -54,10 +55,10 @@ func (s *storeSink) saved(sym uint32, n int) []Saved {
 }
 
 // TestRestoreEqualsUninterrupted cuts a run at a random trade, restores a new
-// aggregator from what a store kept (closed klines, the last checkpointed open
-// ones, each interval's Through), applies again every trade after the smallest
-// Through (what a restarted daemon fetches), and checks that the klines equal
-// those of a run that never stopped.
+// aggregator from what a store kept (closed klines, maybe not the newest of
+// the longer intervals, the last checkpointed open ones, the base's Through),
+// applies again every trade after Through (what a restarted daemon fetches),
+// and checks that the klines equal those of a run that never stopped.
 func TestRestoreEqualsUninterrupted(t *testing.T) {
 	ivs, err := ParseIntervals("1m,5m,1h,1d")
 	if err != nil {
@@ -94,7 +95,20 @@ func TestRestoreEqualsUninterrupted(t *testing.T) {
 				b.Apply(&trades[i])
 				b.Advance(trades[i].TradeTime)
 				if r.IntN(7) == 0 {
-					b.FlushUpdates()
+					b.FlushUpdates(true)
+				}
+			}
+			if r.IntN(2) == 0 {
+				// The store fell behind: the newest closed kline of each longer
+				// interval did not make it before the crash.
+				for iv := 1; iv < len(ivs); iv++ {
+					newest := klineKey{open: -1}
+					for key, k := range store.rows {
+						if key.iv == uint8(iv) && k.Closed && key.open > newest.open {
+							newest = key
+						}
+					}
+					delete(store.rows, newest)
 				}
 			}
 			saved := store.saved(0, len(ivs))
@@ -104,11 +118,8 @@ func TestRestoreEqualsUninterrupted(t *testing.T) {
 			if err := c.Restore(0, saved); err != nil {
 				t.Fatal(err)
 			}
-			from := int64(1 << 62)
-			for _, sv := range saved {
-				from = min(from, sv.Through+1)
-			}
-			if from == 1<<62 || from < trades[0].AggID {
+			from := saved[0].Through + 1 // 1m, the base
+			if from < trades[0].AggID {
 				from = trades[0].AggID
 			}
 			for i := range trades {
@@ -165,28 +176,55 @@ func TestRestoreRejectsBadState(t *testing.T) {
 	}
 }
 
-// An interval the store kept nothing of starts with the symbol's next trade:
-// the watermark moving on before it must not close klines from the epoch.
+// An interval the store kept nothing of starts with its child's first kline
+// restored, partial since it opens before it; the watermark moving on before
+// the next trade closes nothing from the epoch.
 func TestRestoreIntervalNotStarted(t *testing.T) {
 	ivs, _ := ParseIntervals("1s,1m")
 	rec := newRecorder(t, ivs)
 	a, _ := New(Config{Intervals: ivs, Grace: 0, History: 2}, rec)
-	open := Kline{OpenTime: ms("2024-01-01 00:00:00.000"), CloseTime: ms("2024-01-01 00:00:59.999"),
-		Open: 1, High: 1, Low: 1, Close: 1, Count: 1, FirstAggID: 5, LastAggID: 5, FirstTradeID: 50, LastTradeID: 50}
-	if err := a.Restore(0, []Saved{{Interval: 1, Through: 5, Klines: []Kline{open}}}); err != nil {
+	open := Kline{OpenTime: ms("2024-01-01 00:00:40.000"), CloseTime: ms("2024-01-01 00:00:40.999"),
+		Open: dec("1"), High: dec("1"), Low: dec("1"), Close: dec("1"), Volume: Uint128{Lo: uint64(dec("1"))},
+		QuoteVolume: Mul64(uint64(dec("1")), uint64(dec("1"))), Count: 2, FirstAggID: 5, LastAggID: 5, FirstTradeID: 50, LastTradeID: 51}
+	if err := a.Restore(0, []Saved{{Interval: 0, Through: 5, Klines: []Kline{open}}}); err != nil {
 		t.Fatal(err)
 	}
 	a.Advance(ms("2024-01-01 00:00:30.000"))
 	if len(rec.final) != 0 {
-		t.Fatalf("%d klines closed for an interval that never started", len(rec.final))
+		t.Fatalf("%d klines closed before the restored ones", len(rec.final))
 	}
-	tr := tradeAt(0, 6, "2024-01-01 00:00:40.000", "2", "1", false)
+	dup := tradeAt(0, 5, "2024-01-01 00:00:40.100", "1", "1", true)
+	a.Apply(&dup)
+	tr := tradeAt(0, 6, "2024-01-01 00:00:40.500", "2", "1", true)
 	a.Apply(&tr)
 	a.Flush(ms("2024-01-01 00:00:59.999"), false)
-	if k := rec.final[klineKey{0, 0, ms("2024-01-01 00:00:40.000")}]; k.Flags != FlagPartial || k.Count != 2 {
-		t.Fatalf("first 1s kline after the restore: %+v", k)
+	if c := a.Counters(); c.Duplicates != 1 {
+		t.Fatalf("the trade the restored kline has was applied again: %+v", c)
 	}
-	if k := rec.final[klineKey{0, 1, ms("2024-01-01 00:00:00.000")}]; k.Count != 3 || k.Close != dec("2") {
-		t.Fatalf("restored 1m kline: %+v", k)
+	if k := rec.final[klineKey{0, 0, ms("2024-01-01 00:00:40.000")}]; k.Flags != 0 || k.Count != 4 || k.Close != dec("2") {
+		t.Fatalf("restored 1s kline: %+v", k)
+	}
+	if k := rec.final[klineKey{0, 1, ms("2024-01-01 00:00:00.000")}]; k.Flags != FlagPartial || k.Count != 4 || k.Open != dec("1") || k.Close != dec("2") {
+		t.Fatalf("1m kline started at the restore: %+v", k)
+	}
+}
+
+// Without the base interval's klines there is nothing to resume: the symbol
+// starts afresh; intervals with no member that tiles the others cannot be
+// restored at all.
+func TestRestoreWithoutBase(t *testing.T) {
+	ivs, _ := ParseIntervals("1s,1m")
+	a, _ := New(Config{Intervals: ivs}, nopEmitter{})
+	m := Kline{OpenTime: ms("2024-01-01 00:00:00.000"), CloseTime: ms("2024-01-01 00:00:59.999"), Count: 1, FirstAggID: 5, LastAggID: 5}
+	if err := a.Restore(0, []Saved{{Interval: 1, Through: 5, Klines: []Kline{m}}}); err != nil || a.state(0) != nil {
+		t.Fatalf("restored without the base: %v, state %v", err, a.state(0) != nil)
+	}
+	ivs, _ = ParseIntervals("3m,5m")
+	if b, ok := Base(ivs); ok {
+		t.Fatalf("3m,5m: base %d", b)
+	}
+	b, _ := New(Config{Intervals: ivs}, nopEmitter{})
+	if err := b.Restore(0, []Saved{{Interval: 0, Through: 5}}); !errors.Is(err, ErrRestore) {
+		t.Fatalf("hidden base restored: %v", err)
 	}
 }
