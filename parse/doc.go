@@ -9,7 +9,13 @@
 // e,E,a,s,p,q,f,l,T,m and spot key order e,E,s,a,p,q,f,l,T,m,M; no whitespace,
 // no escapes), either bare or wrapped in a combined-stream envelope
 // {"stream":...,"data":...}. Anything off that layout makes DecodeFast return
-// [ErrNotCanonical] and the Decoder falls back to a general engine. With
+// [ErrNotCanonical] and the Decoder falls back to a general engine. DecodeFast
+// itself reads a canonical aggTrade in one straight line first, eight bytes at a
+// time (swar.go: digits, the quotes that close strings, symbols packed into two
+// words and looked up in an open-addressing table); a frame that line leaves
+// (a number or symbol of an uncommon shape, any error) is read again field by
+// field and validated like every other engine's, so the two agree by
+// construction. With
 // [EngineAuto] that is the pure-Go general scanner for frames up to 64 KiB
 // (no allocation unless a string holds escapes) and simdjson-go
 // ([Decoder.DecodeSIMD], when the CPU has AVX2 and CLMUL) above. Measured

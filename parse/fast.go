@@ -1,5 +1,7 @@
 package parse
 
+import "math/bits"
+
 // DecodeFast decodes frame with a single-pass scanner that accepts only the
 // canonical layouts: a bare event or {"stream":"...","data":EVENT} with no
 // whitespace and no escapes, and for aggTrade the futures key order
@@ -28,6 +30,12 @@ func DecodeFast(dst *Trade, frame []byte, syms *Symbols) (Kind, error) {
 		return KindOther, ErrNotCanonical
 	}
 	i += 6
+	if hasPrefixAt(b, i, `aggTrade"`) {
+		if aggTradeFast(dst, b, i+9, envelope, syms) {
+			return KindAggTrade, nil
+		}
+		return decodeAggTradeExact(dst, b, i+9, envelope, syms)
+	}
 	j := scanPlainString(b, i)
 	if j < 0 {
 		return KindOther, ErrNotCanonical
@@ -35,12 +43,128 @@ func DecodeFast(dst *Trade, frame []byte, syms *Symbols) (Kind, error) {
 	if kind := kindOfEvent(b[i:j]); kind != KindAggTrade {
 		return kind, nil
 	}
-	return decodeAggTradeFast(dst, b, j+1, envelope, syms)
+	return decodeAggTradeExact(dst, b, j+1, envelope, syms)
 }
 
-// decodeAggTradeFast scans the aggTrade event from b[i:], which follows
-// `{"e":"aggTrade"`.
-func decodeAggTradeFast(dst *Trade, b []byte, i int, envelope bool, syms *Symbols) (Kind, error) {
+// aggTradeFast is the straight-line path for the frames Binance sends: the
+// aggTrade event from b[i:], which follows `{"e":"aggTrade"`, in a canonical
+// layout, with every integer of at most 15 digits, every price and quantity
+// in the common shape (decimalAt), a symbol of at most 15 bytes that syms
+// holds, and every check of build passed. It fills dst and reports true only
+// then; for anything else it writes nothing and reports false, and
+// decodeAggTradeExact gives the exact answer (the layout or the error), so
+// both paths agree on every frame by construction.
+func aggTradeFast(dst *Trade, b []byte, i int, envelope bool, syms *Symbols) bool {
+	var t Trade
+	var v uint64
+	var ok bool
+	if !hasPrefixAt(b, i, `,"E":`) {
+		return false
+	}
+	if v, i, ok = uintAt(b, i+5); !ok {
+		return false
+	}
+	t.EventTime = int64(v)
+	switch {
+	case hasPrefixAt(b, i, `,"a":`): // futures
+		if v, i, ok = uintAt(b, i+5); !ok || !hasPrefixAt(b, i, `,"s":"`) {
+			return false
+		}
+		t.AggID = int64(v)
+		if t.Symbol, i, ok = symbolAt(b, i+6, syms); !ok {
+			return false
+		}
+	case hasPrefixAt(b, i, `,"s":"`): // spot
+		if t.Symbol, i, ok = symbolAt(b, i+6, syms); !ok || !hasPrefixAt(b, i, `,"a":`) {
+			return false
+		}
+		if v, i, ok = uintAt(b, i+5); !ok {
+			return false
+		}
+		t.AggID = int64(v)
+	default:
+		return false
+	}
+	if !hasPrefixAt(b, i, `,"p":"`) {
+		return false
+	}
+	if t.Price, i, ok = decimalAt(b, i+6); !ok || !hasPrefixAt(b, i, `,"q":"`) {
+		return false
+	}
+	if t.Qty, i, ok = decimalAt(b, i+6); !ok || !hasPrefixAt(b, i, `,"f":`) {
+		return false
+	}
+	if v, i, ok = uintAt(b, i+5); !ok || !hasPrefixAt(b, i, `,"l":`) {
+		return false
+	}
+	t.FirstID = int64(v)
+	if v, i, ok = uintAt(b, i+5); !ok || !hasPrefixAt(b, i, `,"T":`) {
+		return false
+	}
+	t.LastID = int64(v)
+	if v, i, ok = uintAt(b, i+5); !ok || !hasPrefixAt(b, i, `,"m":`) {
+		return false
+	}
+	t.TradeTime = int64(v)
+	if t.BuyerMaker, i, ok = boolFast(b, i+5); !ok {
+		return false
+	}
+	if hasPrefixAt(b, i, `,"M":`) {
+		if _, i, ok = boolFast(b, i+5); !ok {
+			return false
+		}
+	}
+	end := i + 1
+	if envelope {
+		end++
+	}
+	if end != len(b) || b[i] != '}' || envelope && b[i+1] != '}' {
+		return false
+	}
+	// build's checks; the integers are below 10^15, so none is out of range.
+	if t.Price == 0 || t.Qty == 0 || t.FirstID > t.LastID || t.LastID-t.FirstID >= maxTradeSpan ||
+		t.TradeTime <= 0 || t.TradeTime >= maxTimestamp || t.EventTime <= 0 || t.EventTime >= maxTimestamp {
+		return false
+	}
+	*dst = t
+	return true
+}
+
+// symbolAt reads a plain symbol name of at most 15 bytes (the closing quote
+// must be in the 16 bytes it reads) whose contents start at b[i], with 16
+// bytes left to read, and looks it up in syms. It returns the
+// symbol's index and the index after the closing quote.
+func symbolAt(b []byte, i int, syms *Symbols) (symbol uint32, next int, ok bool) {
+	if i < 0 || len(b)-i < 16 {
+		return 0, i, false
+	}
+	x := load8(b, i)
+	var w0, w1 uint64
+	var n int
+	if m := specialBytes(x); m != 0 {
+		n = bits.TrailingZeros64(m) >> 3
+		w0 = x & (1<<(8*uint(n)) - 1)
+	} else {
+		y := load8(b, i+8)
+		if m = specialBytes(y); m == 0 {
+			return 0, i, false
+		}
+		k := bits.TrailingZeros64(m) >> 3
+		n = 8 + k
+		w0, w1 = x, y&(1<<(8*uint(k))-1)
+	}
+	if b[i+n] != '"' {
+		return 0, i, false
+	}
+	symbol, ok = syms.lookupShort(w0, w1, n)
+	return symbol, i + n + 1, ok
+}
+
+// decodeAggTradeExact scans the aggTrade event from b[i:], which follows
+// `{"e":"aggTrade"`, field by field and validates it with build: the exact
+// answer, with the error build picks, for every canonical frame aggTradeFast
+// leaves to it.
+func decodeAggTradeExact(dst *Trade, b []byte, i int, envelope bool, syms *Symbols) (Kind, error) {
 	var o object
 	var ok bool
 	if !hasPrefixAt(b, i, `,"E":`) {
@@ -141,30 +265,6 @@ func (o *object) stringFast(b []byte, i, field int) (int, bool) {
 	o.setString(field, b[i:j])
 	return j + 1, true
 }
-
-// scanPlainString returns the index of the quote closing the string whose
-// contents start at b[i], or -1 when the string holds an escape, a control
-// character or a non-ASCII byte, or is not closed.
-func scanPlainString(b []byte, i int) int {
-	for ; i < len(b); i++ {
-		if c := b[i]; !plainByte[c] {
-			if c == '"' {
-				return i
-			}
-			return -1
-		}
-	}
-	return -1
-}
-
-// plainByte marks the bytes a canonical string may hold: printable ASCII
-// except the quote and the backslash.
-var plainByte = func() (t [256]bool) {
-	for c := 0x20; c < 0x80; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
 
 func boolFast(b []byte, i int) (v bool, next int, ok bool) {
 	if hasPrefixAt(b, i, "true") {

@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 )
@@ -15,6 +16,21 @@ import (
 type Symbols struct {
 	index map[string]uint32
 	names []string
+	// short indexes the names of at most shortName bytes (every symbol Binance
+	// lists) by their bytes packed into two words, so the fast path looks a
+	// name up with a multiply and a compare or two instead of hashing a
+	// string: open addressing, linear probing, at most half full.
+	short      []shortSlot
+	shortShift uint // 64 - log2(len(short))
+}
+
+// shortName is the longest name the short table holds.
+const shortName = 16
+
+type shortSlot struct {
+	w0, w1 uint64 // the name's bytes, little-endian, zero-padded
+	n      uint32 // len(name) + 1; 0 marks an empty slot
+	index  uint32
 }
 
 // NewSymbols returns a table holding names, as given, in order; a repeated
@@ -22,7 +38,55 @@ type Symbols struct {
 func NewSymbols(names []string) *Symbols {
 	s := &Symbols{index: make(map[string]uint32, len(names)), names: make([]string, 0, len(names))}
 	s.add(names)
+	s.buildShort()
 	return s
+}
+
+// buildShort indexes every short name of s.names in a fresh short table.
+func (s *Symbols) buildShort() {
+	size, shift := 8, uint(61)
+	for size < 2*len(s.names) {
+		size, shift = size*2, shift-1
+	}
+	s.short, s.shortShift = make([]shortSlot, size), shift
+	for i, name := range s.names {
+		if len(name) > shortName {
+			continue
+		}
+		w0, w1 := packName(name)
+		j := shortHash(w0, w1, len(name)) >> shift
+		for s.short[j].n != 0 {
+			j = (j + 1) & uint64(size-1)
+		}
+		s.short[j] = shortSlot{w0: w0, w1: w1, n: uint32(len(name)) + 1, index: uint32(i)}
+	}
+}
+
+// packName returns the first 16 bytes of name as two little-endian words, zero-padded.
+func packName[S string | []byte](name S) (w0, w1 uint64) {
+	var buf [shortName]byte
+	copy(buf[:], name)
+	return binary.LittleEndian.Uint64(buf[:8]), binary.LittleEndian.Uint64(buf[8:])
+}
+
+// shortHash mixes a packed name into the high bits, which pick the slot.
+func shortHash(w0, w1 uint64, n int) uint64 {
+	return (w0 ^ w1*0xC2B2AE3D27D4EB4F + uint64(n)) * 0x9E3779B97F4A7C15
+}
+
+// lookupShort returns the index of the name of n <= shortName bytes packed as
+// w0, w1 (see packName).
+func (s *Symbols) lookupShort(w0, w1 uint64, n int) (uint32, bool) {
+	mask := uint64(len(s.short) - 1)
+	for j := shortHash(w0, w1, n) >> s.shortShift; ; j = (j + 1) & mask {
+		e := &s.short[j]
+		if e.w0 == w0 && e.w1 == w1 && e.n == uint32(n)+1 {
+			return e.index, true
+		}
+		if e.n == 0 {
+			return 0, false
+		}
+	}
 }
 
 func (s *Symbols) add(names []string) {
@@ -44,12 +108,17 @@ func (s *Symbols) With(names ...string) *Symbols {
 		n.index[k] = v
 	}
 	n.add(names)
+	n.buildShort()
 	return n
 }
 
-// Lookup returns the index of name, matched exactly (no case folding): one
-// map lookup, without allocation.
+// Lookup returns the index of name, matched exactly (no case folding), without
+// allocation.
 func (s *Symbols) Lookup(name []byte) (uint32, bool) {
+	if len(name) <= shortName {
+		w0, w1 := packName(name)
+		return s.lookupShort(w0, w1, len(name))
+	}
 	i, ok := s.index[string(name)]
 	return i, ok
 }

@@ -27,7 +27,13 @@ type Config struct {
 	// has passed since it began to wait; 0 means no such time. A busy pipeline
 	// whose batches come closer than YieldFor never pays for a park and a wake-up
 	// (tens of microseconds each here); an idle one still parks after YieldFor.
+	// The phase adapts (see Waiter): a waiter whose last waits found no work
+	// within YieldFor skips it and parks at once, until work comes within
+	// YieldFor of a wait again.
 	YieldFor time.Duration
+	// FixedYield makes every wait yield for YieldFor before it parks, idle or
+	// not: the behaviour before the waiter adapted, kept for comparison.
+	FixedYield bool
 }
 
 // DefaultConfig returns the settings klagg uses: 4096 slots, 100 spins, 10 yields.

@@ -11,8 +11,11 @@
 // state and the wake-up flags sit on separate padded cache lines.
 //
 // When there is nothing to do, a side waits through a Waiter: it spins
-// Config.Spin times, yields Config.Yield times, then parks on a channel, so an
-// idle daemon burns no CPU. Publish, Close and Release wake the other side only
+// Config.Spin times, yields Config.Yield times and for up to Config.YieldFor,
+// then parks on a channel, so an idle daemon burns no CPU. The timed yield
+// adapts: a waiter whose last waits found no work within YieldFor parks without
+// it until work comes within YieldFor again, so a busy pipeline never parks and
+// an idle one does not yield after every item. Publish, Close and Release wake the other side only
 // when its parked flag is set; on the busy path the flag costs one atomic load
 // and is never written. A consumer that drains several rings (one per producer)
 // passes one Waiter to each New and waits with a ready function that checks

@@ -20,8 +20,10 @@ func TestLayout(t *testing.T) {
 		{"producer", unsafe.Offsetof(r.p), unsafe.Offsetof(r.p) + unsafe.Sizeof(r.p)},
 		{"head", unsafe.Offsetof(r.head), unsafe.Offsetof(r.head) + unsafe.Sizeof(r.head)},
 		{"consumer", unsafe.Offsetof(r.c), unsafe.Offsetof(r.c) + unsafe.Sizeof(r.c)},
-		{"producer waiter", unsafe.Offsetof(r.prodWait) + unsafe.Offsetof(r.prodWait.parked),
+		{"producer waiter, wakers' part", unsafe.Offsetof(r.prodWait) + unsafe.Offsetof(r.prodWait.parked),
 			unsafe.Offsetof(r.prodWait) + unsafe.Offsetof(r.prodWait.wakes) + unsafe.Sizeof(r.prodWait.wakes)},
+		{"producer waiter, owner's part", unsafe.Offsetof(r.prodWait) + unsafe.Offsetof(r.prodWait.spin),
+			unsafe.Offsetof(r.prodWait) + unsafe.Offsetof(r.prodWait.skips) + unsafe.Sizeof(r.prodWait.skips)},
 	}
 	if groups[0].start < cacheLine {
 		t.Errorf("header starts at %d, want >= %d (leading pad)", groups[0].start, cacheLine)
@@ -35,9 +37,14 @@ func TestLayout(t *testing.T) {
 	if tail := unsafe.Sizeof(r) - groups[len(groups)-1].end; tail < cacheLine {
 		t.Errorf("only %d bytes after the last group, want >= %d", tail, cacheLine)
 	}
+	// A Waiter's owner writes its counters and state on every wait; the line
+	// every Publish loads (parked) must not be among them.
 	var w Waiter
-	if unsafe.Offsetof(w.parked) < cacheLine || unsafe.Sizeof(w)-unsafe.Offsetof(w.wakes) < cacheLine {
-		t.Errorf("Waiter not padded: parked at %d, size %d", unsafe.Offsetof(w.parked), unsafe.Sizeof(w))
+	wakersEnd := unsafe.Offsetof(w.wakes) + unsafe.Sizeof(w.wakes)
+	ownerStart, ownerEnd := unsafe.Offsetof(w.spin), unsafe.Offsetof(w.skips)+unsafe.Sizeof(w.skips)
+	if unsafe.Offsetof(w.parked) < cacheLine || ownerStart-wakersEnd < cacheLine || unsafe.Sizeof(w)-ownerEnd < cacheLine {
+		t.Errorf("Waiter not padded: parked at %d, wakers' part ends at %d, owner's part at %d..%d, size %d",
+			unsafe.Offsetof(w.parked), wakersEnd, ownerStart, ownerEnd, unsafe.Sizeof(w))
 	}
 	t.Logf("sizeof Ring = %d, Waiter = %d", unsafe.Sizeof(r), unsafe.Sizeof(w))
 }

@@ -20,34 +20,53 @@ type pad [cacheLine]byte
 // on a channel until a Wake. A consumer draining several rings shares one Waiter
 // among them (pass it to each New), so a Publish on any of them wakes it.
 //
+// The timed yield (Config.YieldFor) adapts: after idleAfter waits in a row that
+// found no work within YieldFor, the owner is idle and parks right after its
+// spins and Yield rounds, until a wait ends within YieldFor again. A busy
+// pipeline keeps yielding and never pays for a park; an idle daemon, whose work
+// comes seconds apart, no longer burns YieldFor of CPU after every item; a
+// pipeline whose work comes about YieldFor apart mostly keeps yielding, since
+// one wait within YieldFor makes it busy again. Config.FixedYield turns this off.
+//
 // Wait is called only by the goroutine that owns the Waiter; Wake and Parked may
 // be called from any goroutine.
 type Waiter struct {
 	_ pad
-	// parked is written only around a park and read by every Wake, so the
-	// wakers' fast path is one load of a line nobody writes while busy.
-	parked   atomic.Bool
-	wake     chan struct{} // capacity 1: a pending wake-up is never lost nor blocks
-	spin     int
-	yield    int
-	yieldFor time.Duration
-	timer    *time.Timer // owner's; created on the first timed park
+	// Every Wake loads parked, so the line holds only what changes around a
+	// park: the wakers' fast path is one load of a line nobody writes while busy.
+	parked atomic.Bool
+	wake   chan struct{} // capacity 1: a pending wake-up is never lost nor blocks
+	wakes  atomic.Uint64 // Wake calls that found the owner parked
+	_      pad
 
-	waits atomic.Uint64 // Wait calls that found ready() false
-	parks atomic.Uint64 // times the owner blocked on wake
-	wakes atomic.Uint64 // Wake calls that found the owner parked
-	_     pad
+	// The owner's: settings, state and counters Wait writes.
+	spin      int
+	yield     int
+	yieldFor  time.Duration
+	fixed     bool        // Config.FixedYield
+	longWaits int         // waits in a row that found no work within yieldFor
+	timer     *time.Timer // created on the first timed park
+	waits     atomic.Uint64
+	parks     atomic.Uint64
+	skips     atomic.Uint64
+	_         pad
 }
+
+// idleAfter is how many waits in a row must find no work within YieldFor
+// before a Waiter skips its timed yield: one long gap in a busy stream should
+// not cost the next item a wake-up.
+const idleAfter = 2
 
 // WaiterStats are a Waiter's counters since NewWaiter; each is exact, read atomically.
 type WaiterStats struct {
 	Waits uint64 // Wait calls that had to wait (ready() was false on entry)
 	Parks uint64 // times the owner blocked; parked goroutines use no CPU
 	Wakes uint64 // Wake calls that found the owner parked
+	Skips uint64 // waits that skipped the timed yield: the owner was idle
 }
 
 // NewWaiter returns a Waiter that spins cfg.Spin times and yields cfg.Yield times
-// before parking.
+// (and for up to cfg.YieldFor) before parking.
 func NewWaiter(cfg Config) *Waiter {
 	mustValidate(cfg)
 	w := &Waiter{}
@@ -60,6 +79,7 @@ func (w *Waiter) init(cfg Config) {
 	w.spin = cfg.Spin
 	w.yield = cfg.Yield
 	w.yieldFor = cfg.YieldFor
+	w.fixed = cfg.FixedYield
 }
 
 // Wait blocks until ready returns true or timeout elapses (timeout <= 0 waits
@@ -83,24 +103,49 @@ func (w *Waiter) Wait(ready func() bool, timeout time.Duration) bool {
 	}
 	for range w.spin {
 		if ready() {
+			w.longWaits = 0
 			return true
 		}
 	}
 	for range w.yield {
 		runtime.Gosched()
 		if ready() {
+			w.longWaits = 0
 			return true
 		}
 	}
-	if w.yieldFor > 0 {
-		start := time.Now()
-		for time.Since(start) < w.yieldFor && (timeout <= 0 || time.Now().Before(deadline)) {
+	if w.yieldFor <= 0 {
+		return w.park(ready, timeout, deadline)
+	}
+	start := time.Now()
+	if w.longWaits >= idleAfter && !w.fixed {
+		w.skips.Add(1)
+	} else {
+		end := start.Add(w.yieldFor)
+		if timeout > 0 && deadline.Before(end) {
+			end = deadline
+		}
+		for now := start; now.Before(end); now = time.Now() {
 			runtime.Gosched()
 			if ready() {
+				w.longWaits = 0
 				return true
 			}
 		}
 	}
+	ok := w.park(ready, timeout, deadline)
+	// A long wait when the work (or the timeout) came later than the yield
+	// would have waited; a skipped yield that would have caught it is restored.
+	if time.Since(start) >= w.yieldFor {
+		w.longWaits = min(w.longWaits+1, idleAfter)
+	} else {
+		w.longWaits = 0
+	}
+	return ok
+}
+
+// park blocks on wake until ready or the deadline (timeout <= 0: none).
+func (w *Waiter) park(ready func() bool, timeout time.Duration, deadline time.Time) bool {
 	for {
 		// A token left by a Wake racing with an earlier Wait's own re-check
 		// would only cause one spurious loop; drop it before parking.
@@ -178,5 +223,5 @@ func (w *Waiter) Parked() bool { return w.parked.Load() }
 
 // Stats returns the Waiter's counters. Any goroutine may call it.
 func (w *Waiter) Stats() WaiterStats {
-	return WaiterStats{Waits: w.waits.Load(), Parks: w.parks.Load(), Wakes: w.wakes.Load()}
+	return WaiterStats{Waits: w.waits.Load(), Parks: w.parks.Load(), Wakes: w.wakes.Load(), Skips: w.skips.Load()}
 }
