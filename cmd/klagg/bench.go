@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"runtime"
 	"time"
 
 	"github.com/klagg/klagg/bench"
@@ -21,7 +22,10 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Frames, "frames", 2_000_000, "synthetic frames generated once and replayed")
 	fs.StringVar(&cfg.Market, "market", cfg.Market, "futures or spot frame layout and intervals")
 	fs.DurationVar(&cfg.YieldFor, "yield-for", cfg.YieldFor, "ring waiters yield this long before parking (negative: pipeline default)")
+	fs.BoolVar(&cfg.FixedYield, "fixed-yield", false, "ring waiters yield for --yield-for on every wait, even when idle (the non-adaptive waiter)")
+	fs.DurationVar(&cfg.Warmup, "warmup", 0, "latency phase: offer frames this long before following any (0: a fifth of the measured time, at most 1s)")
 	fs.BoolVar(&cfg.Pin, "pin", false, "lock the source goroutine to an OS thread")
+	procs := fs.Int("procs", 0, "GOMAXPROCS for the run (0: the Go runtime's default, one per CPU)")
 	cpu := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	mem := fs.String("memprofile", "", "write an allocation profile to this file")
 	setUsage(fs, "klagg bench [--json] [--duration 10s] [--symbols 500] [--shards 2] [--rate 100000] [flags]",
@@ -38,10 +42,17 @@ func runBench(ctx context.Context, args []string) error {
 		return usageErrorf("--shards %d: want 1 to %d", cfg.Shards, maxShards)
 	case !(cfg.Rate > 0) || math.IsInf(cfg.Rate, 0):
 		return usageErrorf("--rate %v: want a positive number", cfg.Rate)
+	case *procs < 0:
+		return usageErrorf("--procs %d: want 0 (the runtime's default) or more", *procs)
+	case cfg.Warmup < 0:
+		return usageErrorf("--warmup %v: want a duration >= 0", cfg.Warmup)
 	case cfg.Frames < 1:
 		return usageErrorf("--frames %d: want at least 1", cfg.Frames)
 	case cfg.Market != "futures" && cfg.Market != "spot":
 		return usageErrorf("unknown --market %q (want futures or spot)", cfg.Market)
+	}
+	if *procs > 0 {
+		runtime.GOMAXPROCS(*procs)
 	}
 	stop, err := profiles(*cpu, *mem)
 	if err != nil {
@@ -60,7 +71,8 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("klagg      %.0f trades/s (%d shards, %d symbols, %d intervals), %.3f allocs/trade\n", res.TradesPerSec, res.Shards, res.Symbols, res.Intervals, res.AllocsPerTrade)
 	fmt.Printf("naive      %.0f trades/s   speedup %.1fx\n", res.NaiveTradesPerSec, res.SpeedupVsNaive)
-	fmt.Printf("latency    p50 %.1f us  p99 %.1f us  max %.1f us at %.0f trades/s (%d samples)\n", res.P50LatencyUS, res.P99LatencyUS, res.MaxLatencyUS, res.AchievedRate, res.LatencySamples)
+	fmt.Printf("latency    p50 %.1f us  p99 %.1f us  p99.9 %.1f us  max %.1f us at %.0f trades/s (%d samples, %d GC cycles)\n",
+		res.P50LatencyUS, res.P99LatencyUS, res.P999LatencyUS, res.MaxLatencyUS, res.AchievedRate, res.LatencySamples, res.LatencyGCCycles)
 	fmt.Printf("took       %v\n", time.Since(start).Round(time.Millisecond))
 	return nil
 }
