@@ -91,6 +91,9 @@ func (a *aggregator) run() {
 		}
 	} else {
 		a.agg.Flush(a.p.final(), a.p.cfg.FlushOpen)
+		if a.p.cfg.Updates { // what is still open goes out as it stands
+			a.flushUpdates(true)
+		}
 	}
 	a.out.flush()
 	c := a.agg.Counters()
