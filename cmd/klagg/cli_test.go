@@ -227,6 +227,7 @@ func TestCLIMistakes(t *testing.T) {
 		{demo("--shards", "0"), 2, "--shards 0"},
 		{[]string{"bench", "--symbols", "0"}, 2, "--symbols 0"},
 		{[]string{"bench", "--shards", "0"}, 2, "--shards 0"},
+		{[]string{"bench", "--procs", "-1"}, 2, "--procs -1"},
 		{[]string{"capacity", "--rates", ""}, 2, "--rates is empty"},
 		{[]string{"capacity", "--rates", "1000,-5"}, 2, `bad rate "-5"`},
 		{[]string{"capacity", "--conns", "0"}, 2, "--conns 0"},

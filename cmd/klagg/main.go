@@ -7,6 +7,8 @@
 //	klagg replay   replay recorded frames or data.binance.vision CSVs into kline CSVs
 //	klagg bench    end-to-end benchmark against a naive baseline, as one JSON object
 //	klagg capacity the daemon against fakex over loopback at rising rates
+//	klagg export   one stored series as CSV or Binance REST JSON
+//	klagg verify   stored klines against Binance's official kline files
 //
 // `klagg help CMD` or `klagg CMD -h` lists a command's flags.
 package main
@@ -42,6 +44,8 @@ var commands = []command{
 	{"replay", "replay recorded frames (NDJSON, .gz) or aggTrades CSVs (.csv, .zip) into kline CSVs", runReplay},
 	{"bench", "end-to-end benchmark beside a naive baseline, printed as JSON", runBench},
 	{"capacity", "fakex and the daemon over loopback WebSockets at rising rates: the sustained maximum", runCapacity},
+	{"export", "write one stored series to stdout as CSV or Binance REST JSON", runExport},
+	{"verify", "compare stored klines with Binance's official kline files, field by field", runVerify},
 }
 
 func main() {

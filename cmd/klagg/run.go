@@ -20,6 +20,7 @@ import (
 	"github.com/klagg/klagg/feed"
 	"github.com/klagg/klagg/parse"
 	"github.com/klagg/klagg/pipeline"
+	"github.com/klagg/klagg/store"
 )
 
 func splitList(s string) []string {
@@ -42,7 +43,9 @@ func runLive(ctx context.Context, args []string) error {
 	quotes := fs.String("quote", "", "with no --symbols: only symbols quoted in these assets, e.g. USDT,USDC")
 	perConn := fs.Int("streams-per-conn", 0, "streams per connection (default 200 futures, 1024 spot)")
 	conns := fs.Int("conns", 0, "connection slots (default: enough for the universe plus one spare)")
-	outDir := fs.String("out-dir", "out/live", "directory for <SYMBOL>-<interval>.csv files of closed klines")
+	outDir := fs.String("out-dir", "", "also write closed klines to <SYMBOL>-<interval>.csv files in this directory (appended, crash-safe)")
+	var stf storeFlags
+	stf.register(fs, "data/klagg.db")
 	refresh := fs.Duration("refresh", time.Minute, "how often exchangeInfo is read for listings and delistings")
 	stale := fs.Duration("stale", 30*time.Second, "silence after which a connection is checked against REST and replaced if its symbols traded")
 	rotate := fs.Duration("rotate", 0, "connection age at which it is replaced (default 23h30m)")
@@ -78,8 +81,6 @@ func runLive(ctx context.Context, args []string) error {
 		return usageErrorf("--stale %v: want a positive duration", *stale)
 	case *rotate < 0 || *rotate >= 24*time.Hour:
 		return usageErrorf("--rotate %v: want less than Binance's 24h cut (0: the default)", *rotate)
-	case strings.TrimSpace(*outDir) == "":
-		return usageErrorf("--out-dir is empty")
 	}
 	for _, f := range []struct{ name, url, schemes string }{{"ws-url", *wsURL, "ws wss"}, {"rest-url", *restURL, "http https"}} {
 		if u, err := url.Parse(f.url); f.url != "" && (err != nil || u.Host == "" || !slices.Contains(strings.Fields(f.schemes), u.Scheme)) {
@@ -103,6 +104,10 @@ func runLive(ctx context.Context, args []string) error {
 		lcfg.Rotate = *rotate
 	}
 
+	scfg, withStore, err := stf.config(market.String(), cfg.Shard.Intervals)
+	if err != nil {
+		return err
+	}
 	level, err := parseLevel(*logLevel)
 	if err != nil {
 		return err
@@ -116,12 +121,16 @@ func runLive(ctx context.Context, args []string) error {
 	// A symbol's klines wait for its missing trades for at most MaxHold; what
 	// REST brings later must still find its kline in the correction history.
 	cfg.Shard.Lateness = (lcfg.MaxHold + time.Minute).Milliseconds()
+	// The feed hands over each symbol's trades in aggTrade id order (it holds
+	// a symbol while its missing trades are fetched): a trade in a later
+	// period closes the earlier ones at once, not a grace later.
+	cfg.Shard.PromptClose = true
 	srv, late, err := sf.newServer(market.String(), table, cfg.Shard.Intervals, log)
 	if err != nil {
 		return err
 	}
 	log.Info("klagg starting", zap.String("market", market.String()), zap.String("ws", lcfg.Endpoints.WS),
-		zap.String("rest", lcfg.Endpoints.REST), zap.String("out_dir", *outDir))
+		zap.String("rest", lcfg.Endpoints.REST), zap.String("db", stf.path), zap.String("out_dir", *outDir))
 	if srv != nil {
 		// Served while the universe is read: /healthz answers, /readyz says why not yet.
 		if err := srv.Start(); err != nil {
@@ -129,6 +138,31 @@ func runLive(ctx context.Context, args []string) error {
 		}
 		defer srv.Close()
 		fmt.Printf("serving     http://%s/ (chart), Binance-compatible API under http://%s, /metrics, /readyz\n", srv.Addr(), srv.Addr())
+	}
+	var db *store.DB
+	var plan resumePlan
+	if withStore {
+		if db, err = openStore(ctx, scfg); err != nil {
+			return err
+		}
+		defer db.Close()
+		if late != nil { // REST klines read the store; not once it is closed
+			late.history.Store(db)
+			defer late.history.Store(nil)
+		}
+		// Where each symbol resumes: its klines kept, its last trade applied.
+		since := time.Now().Add(-time.Duration(cfg.Shard.Lateness) * time.Millisecond).UnixMilli()
+		series, err := db.LoadSeries(ctx, market.String(), since)
+		if err != nil {
+			return fmt.Errorf("cannot read the kline database %s: %w", scfg.Path, err)
+		}
+		if plan, err = planResume(ctx, db, market.String(), series, cfg.Shard, log); err != nil {
+			return fmt.Errorf("cannot read the kline database %s: %w", scfg.Path, err)
+		}
+		lcfg.Resume = plan.resume
+		if n := len(plan.resume); n > 0 {
+			log.Info("resuming from the kline database", zap.String("db", scfg.Path), zap.Int("symbols", n))
+		}
 	}
 	var attempts attemptLog
 	lcfg.Client.HTTP = attempts.wrapHTTP(lcfg.Client.HTTP)
@@ -143,29 +177,54 @@ func runLive(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Clock = live.Clock
-	csv, err := pipeline.NewCSVDir(*outDir, table, cfg.Shard.Intervals)
-	if err != nil {
-		return err
+	var out sinks
+	var writer *store.Writer
+	if db != nil {
+		if writer, err = store.NewWriter(ctx, db, table, cfg.Shard.Intervals, log.Named("store")); err != nil {
+			return err
+		}
+		out = append(out, writer)
+		cfg.Updates = true // open klines are checkpointed: a restart resumes them
 	}
-	var sink pipeline.Sink = csv
+	if *outDir != "" {
+		csv, err := store.NewCSVDir(*outDir, table, cfg.Shard.Intervals, store.DefaultCSVConfig(), log.Named("csv"))
+		if err != nil {
+			return err
+		}
+		out = append(out, csv)
+	}
+	var sink pipeline.Sink = out
 	if srv != nil {
-		cfg.Updates = true // the API serves open klines; the CSV files take closed ones
-		sink = api.Sink{Server: srv, Next: csv}
+		cfg.Updates = true // the API serves open klines
+		sink = api.Sink{Server: srv, Next: out}
 	}
 	p, err := pipeline.New(cfg, table, live.Sources(), sink, log)
 	if err != nil {
 		return err
 	}
+	if n := plan.restore(p, table, log); n > 0 {
+		log.Info("klines restored", zap.Int("symbols", n))
+	}
 	if srv != nil {
 		clock, status := live.Clock, daemonStatus(p, live, live.Clock)
 		late.clock.Store(&clock)
 		late.status.Store(&status)
-		late.ready.Store(&[]api.ReadyCheck{{Name: "connected", Check: func() error {
+		checks := []api.ReadyCheck{{Name: "connected", Check: func() error {
 			if st := live.Stats(); st.Connected == 0 || st.Holding > 0 {
 				return fmt.Errorf("%d of %d connections up, %d symbols waiting for missing trades", st.Connected, st.Slots, st.Holding)
 			}
 			return nil
-		}}})
+		}}}
+		if writer != nil {
+			checks = append(checks, api.ReadyCheck{Name: "store writable", Check: func() error {
+				if c := writer.Counters(); c.Lag > 10*time.Second {
+					return fmt.Errorf("nothing committed for %v (%d write errors so far)", c.Lag.Round(time.Second), c.WriteErrors)
+				}
+				return nil
+			}})
+			storeMetrics(srv.Metrics(), writer)
+		}
+		late.ready.Store(&checks)
 		daemonMetrics(srv.Metrics(), p, live, live.Clock)
 	}
 	log.Info("following symbols", zap.Int("symbols", live.Stats().Symbols), zap.Int("connections", live.Stats().Slots))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/klagg/klagg/parse"
 	"github.com/klagg/klagg/pipeline"
 	"github.com/klagg/klagg/shard"
+	"github.com/klagg/klagg/store"
 )
 
 // serveFlags are the flags of klagg run's Binance-compatible API.
@@ -37,9 +39,10 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 // once it serves (the exchange clock, the pipeline, the store): set later,
 // read through atomic pointers.
 type served struct {
-	clock  atomic.Pointer[func() int64]
-	status atomic.Pointer[func() api.Status]
-	ready  atomic.Pointer[[]api.ReadyCheck]
+	clock   atomic.Pointer[func() int64]
+	status  atomic.Pointer[func() api.Status]
+	ready   atomic.Pointer[[]api.ReadyCheck]
+	history atomic.Pointer[store.DB] // REST klines' history; nil: only what the server saw
 }
 
 // newServer checks the API's flags and builds its server (not listening yet):
@@ -61,6 +64,12 @@ func (f *serveFlags) newServer(market string, table *parse.SymbolTable, interval
 		}
 		return time.Now().UnixMilli() // before the exchange's clock was read
 	}
+	cfg.History = api.HistoryFunc(func(ctx context.Context, sym, iv string, start, end int64, limit int) ([]shard.Kline, error) {
+		if db := late.history.Load(); db != nil {
+			return db.Klines(ctx, market, sym, iv, start, end, limit)
+		}
+		return nil, nil
+	})
 	cfg.Status = func() api.Status {
 		if st := late.status.Load(); st != nil {
 			return (*st)()
@@ -204,4 +213,21 @@ func parseLevel(s string) (zapcore.Level, error) {
 		return l, usageErrorf("--log-level %q: want debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// storeMetrics registers the store writer's counters in set.
+func storeMetrics(set *metrics.Set, w *store.Writer) {
+	g := func(name string, f func(c *store.Counters) float64) {
+		set.NewGauge(name, func() float64 { c := w.Counters(); return f(&c) })
+	}
+	g(`klagg_store_rows_total`, func(c *store.Counters) float64 { return float64(c.Rows) })
+	g(`klagg_store_open_rows_total`, func(c *store.Counters) float64 { return float64(c.OpenRows) })
+	g(`klagg_store_batches_total`, func(c *store.Counters) float64 { return float64(c.Batches) })
+	g(`klagg_store_backpressure_waits_total`, func(c *store.Counters) float64 { return float64(c.BackpressureWaits) })
+	g(`klagg_store_write_errors_total`, func(c *store.Counters) float64 { return float64(c.WriteErrors) })
+	g(`klagg_store_deleted_total`, func(c *store.Counters) float64 { return float64(c.Deleted) })
+	g(`klagg_store_compacted_total`, func(c *store.Counters) float64 { return float64(c.Compacted) })
+	g(`klagg_store_marks_missing_total`, func(c *store.Counters) float64 { return float64(c.MarksMissing) })
+	g(`klagg_store_queued`, func(c *store.Counters) float64 { return float64(c.Queued) })
+	g(`klagg_store_lag_seconds`, func(c *store.Counters) float64 { return c.Lag.Seconds() })
 }
