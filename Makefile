@@ -11,7 +11,8 @@ build:
 	$(GO) build -o $(BIN) ./cmd/klagg
 
 # The main job on embedded defaults: the daemon follows every USD-M futures symbol on
-# Binance and writes closed klines to out/live (Ctrl-C stops it cleanly).
+# Binance, stores its klines in data/klagg.db (SQLite) and serves them, Binance's way,
+# on http://127.0.0.1:8080 (Ctrl-C stops it cleanly; a restart resumes).
 run: build
 	./$(BIN) run
 
@@ -22,6 +23,7 @@ demo: build
 # The whole suite: race detector, shuffled order, invariant checks compiled in.
 test:
 	$(GO) test -race -shuffle=on -tags invariants -timeout 20m $(PKGS)
+	$(GO) test -race -tags 'invariants purego' ./store/
 
 check:
 	@out=$$(gofmt -s -l . | grep -v '^vendor/'); if [ -n "$$out" ]; then echo "gofmt -s would change:"; echo "$$out"; exit 1; fi

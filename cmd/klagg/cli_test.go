@@ -193,7 +193,7 @@ func TestCLIMistakes(t *testing.T) {
 		return append([]string{"demo", "--symbols", "2", "--trades", "100", "--out-dir", out}, extra...)
 	}
 	run := func(extra ...string) []string {
-		return append([]string{"run", "--rest-url", rest.URL, "--ws-url", ws, "--out-dir", out}, extra...)
+		return append([]string{"run", "--rest-url", rest.URL, "--ws-url", ws, "--out-dir", out, "--db", filepath.Join(dir, "k.db")}, extra...)
 	}
 	for _, tc := range []struct {
 		args []string
@@ -316,8 +316,9 @@ func TestCLIRunInterruptedOffline(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			out := filepath.Join(t.TempDir(), "live")
-			cmd, stdout, stderr := klaggCommand(ctx, "run", "--rest-url", "http://"+addr, "--ws-url", "ws://"+addr, "--out-dir", out)
+			dir := t.TempDir()
+			cmd, stdout, stderr := klaggCommand(ctx, "run", "--rest-url", "http://"+addr, "--ws-url", "ws://"+addr,
+				"--out-dir", filepath.Join(dir, "live"), "--db", filepath.Join(dir, "k.db"), "--listen", "127.0.0.1:0")
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
