@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -29,7 +30,7 @@ func (h *MemHistory) Add(symbol, interval string, klines ...shard.Kline) {
 	defer h.mu.Unlock()
 	s := h.series[key]
 	for _, k := range klines {
-		i, found := slices.BinarySearchFunc(s, k.OpenTime, func(x shard.Kline, t int64) int { return cmpInt64(x.OpenTime, t) })
+		i, found := slices.BinarySearchFunc(s, k.OpenTime, func(x shard.Kline, t int64) int { return cmp.Compare(x.OpenTime, t) })
 		if found {
 			s[i] = k
 		} else {
@@ -56,10 +57,10 @@ func (h *MemHistory) Klines(ctx context.Context, symbol, interval string, start,
 	s := h.series[historyKey(symbol, interval)]
 	lo, hi := 0, len(s)
 	if start != Unset {
-		lo, _ = slices.BinarySearchFunc(s, start, func(x shard.Kline, t int64) int { return cmpInt64(x.OpenTime, t) })
+		lo, _ = slices.BinarySearchFunc(s, start, func(x shard.Kline, t int64) int { return cmp.Compare(x.OpenTime, t) })
 	}
 	if end != Unset {
-		hi, _ = slices.BinarySearchFunc(s, end+1, func(x shard.Kline, t int64) int { return cmpInt64(x.OpenTime, t) })
+		hi, _ = slices.BinarySearchFunc(s, end+1, func(x shard.Kline, t int64) int { return cmp.Compare(x.OpenTime, t) })
 	}
 	if lo >= hi || limit < 1 {
 		return nil, nil

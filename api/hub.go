@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -259,7 +260,7 @@ func (h *hub) handle(k *shard.Kline) {
 	if subs := st.subs.Load(); subs == nil || len(*subs) == 0 {
 		return // nobody listens: REST has it through recent
 	}
-	i, found := slices.BinarySearchFunc(st.pending, k.OpenTime, func(p shard.Kline, t int64) int { return cmpInt64(p.OpenTime, t) })
+	i, found := slices.BinarySearchFunc(st.pending, k.OpenTime, func(p shard.Kline, t int64) int { return cmp.Compare(p.OpenTime, t) })
 	if found {
 		st.pending[i] = *k
 		h.s.m.updatesCoalesced.Inc()
@@ -272,20 +273,10 @@ func (h *hub) handle(k *shard.Kline) {
 	}
 }
 
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // remember keeps k among the stream's recent klines for REST.
 func (st *stream) remember(k *shard.Kline, keep int) {
 	st.mu.Lock()
-	i, found := slices.BinarySearchFunc(st.recent, k.OpenTime, func(p shard.Kline, t int64) int { return cmpInt64(p.OpenTime, t) })
+	i, found := slices.BinarySearchFunc(st.recent, k.OpenTime, func(p shard.Kline, t int64) int { return cmp.Compare(p.OpenTime, t) })
 	switch {
 	case found:
 		st.recent[i] = *k
@@ -305,7 +296,7 @@ func (st *stream) remember(k *shard.Kline, keep int) {
 func (st *stream) mark(k *shard.Kline) (shard.Kline, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	i, found := slices.BinarySearchFunc(st.recent, k.OpenTime, func(p shard.Kline, t int64) int { return cmpInt64(p.OpenTime, t) })
+	i, found := slices.BinarySearchFunc(st.recent, k.OpenTime, func(p shard.Kline, t int64) int { return cmp.Compare(p.OpenTime, t) })
 	if !found || !st.recent[i].Closed {
 		return shard.Kline{}, false
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -182,7 +183,7 @@ func (d *DB) LoadSeries(ctx context.Context, market string, closedSince int64) (
 		}
 	}
 	for i := range out {
-		slices.SortFunc(out[i].Klines, func(a, b shard.Kline) int { return cmpInt(a.OpenTime, b.OpenTime) })
+		slices.SortFunc(out[i].Klines, func(a, b shard.Kline) int { return cmp.Compare(a.OpenTime, b.OpenTime) })
 	}
 	return out, nil
 }
@@ -206,14 +207,4 @@ func (d *DB) loadKlines(ctx context.Context, q string, out []Series, byID map[in
 		return fmt.Errorf("cannot load klines: %w", bulkError(err))
 	}
 	return nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -470,10 +471,10 @@ func (w *Writer) take() (b batch, closing bool) {
 	// closed meanwhile: its closed state is in b.closed.
 	if len(w.older) > 0 {
 		slices.SortStableFunc(w.older, func(x, y shard.Kline) int {
-			if c := cmpInt(int64(w.seriesIndex(&x)), int64(w.seriesIndex(&y))); c != 0 {
+			if c := cmp.Compare(int64(w.seriesIndex(&x)), int64(w.seriesIndex(&y))); c != 0 {
 				return c
 			}
-			return cmpInt(x.OpenTime, y.OpenTime)
+			return cmp.Compare(x.OpenTime, y.OpenTime)
 		})
 		for i := range w.older {
 			k := &w.older[i]
@@ -773,9 +774,9 @@ type eventKey struct {
 func cmpEventKey(a, b eventKey) int {
 	switch {
 	case a.series != b.series:
-		return cmpInt(a.series, b.series)
+		return cmp.Compare(a.series, b.series)
 	case a.openTime != b.openTime:
-		return cmpInt(a.openTime, b.openTime)
+		return cmp.Compare(a.openTime, b.openTime)
 	}
 	return int(a.pos - b.pos)
 }
