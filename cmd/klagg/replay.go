@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -16,6 +17,7 @@ import (
 	"github.com/klagg/klagg/parse"
 	"github.com/klagg/klagg/pipeline"
 	"github.com/klagg/klagg/shard"
+	"github.com/klagg/klagg/store"
 )
 
 // engineFlags are the pipeline settings every pipeline-running command shares.
@@ -158,31 +160,96 @@ func runReplay(ctx context.Context, args []string) error {
 	e.register(fs)
 	input := fs.String("input", "", "comma-separated input files: NDJSON of raw WebSocket frames (.ndjson, .jsonl, .json or .log, plain or .gz), or data.binance.vision aggTrades CSV (.csv, .csv.gz or .zip; a symbol's day files are read in date order)")
 	outDir := fs.String("out-dir", "", "directory for <SYMBOL>-<interval>.csv files")
-	setUsage(fs, "klagg replay --input FILE[,FILE...] --out-dir DIR [flags]",
-		"Replays recorded frames or aggTrades CSVs through the pipeline into kline CSVs.")
+	var stf storeFlags
+	stf.register(fs, "")
+	bulk := fs.String("bulk", "auto", "with --db: auto loads a new database file in the store's bulk mode (key index built once at the end) and upserts into an existing one, where a stored whole kline is not replaced by one this replay flags partial; on bulk loads in any case (no such check), off always upserts")
+	setUsage(fs, "klagg replay --input FILE[,FILE...] (--out-dir DIR | --db FILE | both) [flags]",
+		"Replays recorded frames or aggTrades CSVs through the pipeline into kline CSVs (--out-dir),\n"+
+			"the kline database the daemon uses (--db), or both.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	inputs := splitTrimmed(*input)
-	if len(inputs) == 0 || strings.TrimSpace(*outDir) == "" {
-		return usageErrorf("--input and --out-dir are required")
+	if len(inputs) == 0 || (strings.TrimSpace(*outDir) == "" && strings.TrimSpace(stf.path) == "") {
+		return usageErrorf("--input and --out-dir are required (or --db FILE instead of --out-dir, or both)")
+	}
+	if flagSet(fs, "db") && strings.TrimSpace(stf.path) == "" {
+		return usageErrorf("--db is empty: give the database file, such as data/klagg.db")
+	}
+	switch *bulk {
+	case "auto", "on", "off":
+	default:
+		return usageErrorf("--bulk %q: want auto, on or off", *bulk)
+	}
+	if *bulk != "auto" && stf.path == "" {
+		return usageErrorf("--bulk needs a --db")
 	}
 	cfg, err := e.config()
 	if err != nil {
 		return err
 	}
 	cfg.LearnSymbols = true
+	scfg, withStore, err := stf.config(e.market, cfg.Shard.Intervals)
+	if err != nil {
+		return err
+	}
+	var out replayOutput
+	out.outDir = *outDir
+	defer out.closeDB()
+	if withStore {
+		_, statErr := os.Stat(scfg.Path)
+		exists := statErr == nil
+		scfg.Bulk = *bulk == "on" || (*bulk == "auto" && !exists)
+		out.bulk, out.market = scfg.Bulk, scfg.Market
+		if exists {
+			// An existing database is opened (locked) before any input is read: one
+			// a running daemon writes fails here at once, with the holder's pid.
+			if out.db, err = openStore(ctx, scfg); err != nil {
+				return err
+			}
+		}
+	}
 	// Opens every input: a missing, misnamed or unreadable one fails here, before
-	// the output directory is created.
+	// the output directory or a new database is created.
 	sources, err := pipeline.ReplaySources(inputs)
 	if err != nil {
 		return err
 	}
-	st, err := runPipeline(ctx, &e, cfg, sources, parse.NewSymbolTable(), *outDir)
+	if withStore && out.db == nil {
+		if out.db, err = openStore(ctx, scfg); err != nil {
+			return err
+		}
+	}
+	st, err := runPipeline(ctx, &e, cfg, sources, parse.NewSymbolTable(), out)
 	if err == nil && st.Sources.Trades == 0 && ctx.Err() == nil {
 		fmt.Fprintf(os.Stderr, "klagg replay: warning: the input holds no aggTrade: no kline written\n")
 	}
+	if err == nil {
+		err = out.closeDB()
+	}
 	return err
+}
+
+// replayOutput is where runPipeline writes klines: a CSV directory, a kline
+// database, or both.
+type replayOutput struct {
+	outDir string    // "" none
+	db     *store.DB // nil none; closed by closeDB
+	market string    // the database's market: series are keyed by it
+	bulk   bool      // the database is loaded with store.Config.Bulk
+}
+
+// closeDB closes the database once; a second call does nothing.
+func (o *replayOutput) closeDB() error {
+	if o.db == nil {
+		return nil
+	}
+	err := o.db.Close()
+	o.db = nil
+	if err != nil {
+		return fmt.Errorf("cannot close the kline database: %w", err)
+	}
+	return nil
 }
 
 func runDemo(ctx context.Context, args []string) error {
@@ -223,34 +290,75 @@ func runDemo(ctx context.Context, args []string) error {
 	fmt.Printf("generated   %d synthetic %s frames for %d symbols in %v\n", len(frames), e.market, *symbols, time.Since(start).Round(time.Millisecond))
 	table := parse.NewSymbolTable()
 	table.Add(gen.Symbols()...)
-	_, err = runPipeline(ctx, &e, cfg, []pipeline.Source{&pipeline.Frames{Frames: frames}}, table, *outDir)
+	_, err = runPipeline(ctx, &e, cfg, []pipeline.Source{&pipeline.Frames{Frames: frames}}, table, replayOutput{outDir: *outDir})
 	return err
 }
 
-// runPipeline runs sources into a CSV directory, prints the summary and returns
-// the pipeline's counters.
-func runPipeline(ctx context.Context, e *engineFlags, cfg pipeline.Config, sources []pipeline.Source, table *parse.SymbolTable, outDir string) (*pipeline.Stats, error) {
+// runPipeline runs sources into a CSV directory, a kline database or both,
+// prints the summary and returns the pipeline's counters.
+func runPipeline(ctx context.Context, e *engineFlags, cfg pipeline.Config, sources []pipeline.Source, table *parse.SymbolTable, out replayOutput) (*pipeline.Stats, error) {
 	log := newLogger(e.debug)
 	defer log.Sync() //nolint:errcheck // stderr
-	sink, err := pipeline.NewCSVDir(outDir, table, cfg.Shard.Intervals)
-	if err != nil {
-		return nil, err
+	var sink sinks
+	var csv *pipeline.CSVDir
+	var writer *store.Writer
+	var guard *keepWhole
+	if out.db != nil {
+		var err error
+		if writer, err = store.NewWriter(ctx, out.db, table, cfg.Shard.Intervals, log.Named("store")); err != nil {
+			return nil, err
+		}
+		if out.bulk {
+			sink = append(sink, writer)
+		} else {
+			// Stored rows may be whole where this replay's first klines are
+			// partial (an input that starts later than one replayed before).
+			guard = &keepWhole{Writer: writer, db: out.db, market: out.market, table: table, intervals: cfg.Shard.Intervals}
+			sink = append(sink, guard)
+		}
+	}
+	if out.outDir != "" {
+		var err error
+		if csv, err = pipeline.NewCSVDir(out.outDir, table, cfg.Shard.Intervals); err != nil {
+			if writer != nil {
+				err = errors.Join(err, writer.Close())
+			}
+			return nil, err
+		}
+		sink = append(sink, csv)
 	}
 	p, err := pipeline.New(cfg, table, sources, sink, log)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, sink.Close())
 	}
 	stop, err := profiles(e.cpuprof, e.memprof)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, sink.Close())
 	}
-	runErr := p.Run(ctx)
+	start := time.Now()
+	runErr := p.Run(ctx) // closes the sinks: the writer commits (a bulk load builds its index)
+	elapsed := time.Since(start)
 	if err := stop(); err != nil {
 		return nil, err
 	}
 	st := p.Stats()
 	st.WriteSummary(os.Stdout)
-	fmt.Printf("output      %d files in %s\n", len(sink.Files()), outDir)
+	if csv != nil {
+		fmt.Printf("output      %d files in %s\n", len(csv.Files()), out.outDir)
+	}
+	if writer != nil {
+		c := writer.Counters()
+		mode := "upsert"
+		if out.bulk {
+			mode = "bulk load"
+		}
+		fmt.Printf("database    %d klines written to %s (%s, %d transactions) in %v: %.0f rows/s",
+			c.Rows, out.db.Path(), mode, c.Batches, elapsed.Round(time.Millisecond), float64(c.Rows)/elapsed.Seconds())
+		if guard != nil && guard.kept > 0 {
+			fmt.Printf("; %d stored whole klines kept over this replay's partial ones", guard.kept)
+		}
+		fmt.Println()
+	}
 	if empty := st.Shard.EmptyKlines; cfg.Shard.MaxEmpty == 0 && empty > 1_000_000 && empty > 9*(st.Shard.ClosedKlines-empty) {
 		// Inputs far apart in time (recordings months apart) fill the silence
 		// with empty klines, as Binance would: say so, and how to bound it.
@@ -258,4 +366,37 @@ func runPipeline(ctx context.Context, e *engineFlags, cfg pipeline.Config, sourc
 			empty, st.Shard.ClosedKlines)
 	}
 	return st, runErr
+}
+
+// keepWhole is the store sink of a replay into a database that may hold klines
+// already: a closed kline this replay flags partial (its input starts after the
+// kline opened) does not replace a stored closed kline of the same key that is
+// not partial (from an input that covered the whole period), so replaying a part
+// of what was replayed before never makes the store worse. Everything else goes
+// to the Writer: the store's key (series, open_time) makes a kline written again
+// replace its row. The sink goroutine calls Kline; a partial kline costs one read
+// of the database (at most one per series and replay: only a series' first
+// klines are partial).
+type keepWhole struct {
+	*store.Writer
+	db        *store.DB
+	market    string
+	table     *parse.SymbolTable
+	intervals []shard.Interval
+	kept      uint64 // partial klines not written: a whole one is stored
+}
+
+func (s *keepWhole) Kline(k *shard.Kline) error {
+	if k.Closed && !k.Mark && k.Flags&shard.FlagPartial != 0 && int(k.Interval) < len(s.intervals) {
+		symbol, interval := s.table.Load().Name(k.Symbol), s.intervals[k.Interval].Name
+		stored, err := s.db.Klines(context.Background(), s.market, symbol, interval, k.OpenTime, k.OpenTime, 1)
+		if err != nil {
+			return fmt.Errorf("cannot read the stored kline %s %s %d: %w", symbol, interval, k.OpenTime, err)
+		}
+		if len(stored) == 1 && stored[0].Closed && stored[0].Flags&shard.FlagPartial == 0 {
+			s.kept++
+			return nil
+		}
+	}
+	return s.Writer.Kline(k)
 }
