@@ -22,6 +22,8 @@ const (
 	prioTicker
 	// prioListing: a new listing's trades since it was listed.
 	prioListing
+	// prioBackfill: history klines (backfill.go), after everything live.
+	prioBackfill
 )
 
 // job is one REST request waiting for a worker. Workiva's PriorityQueue orders

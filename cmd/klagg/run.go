@@ -49,6 +49,7 @@ func runLive(ctx context.Context, args []string) error {
 	refresh := fs.Duration("refresh", time.Minute, "how often exchangeInfo is read for listings and delistings")
 	stale := fs.Duration("stale", 30*time.Second, "silence after which a connection is checked against REST and replaced if its symbols traded")
 	rotate := fs.Duration("rotate", 0, "connection age at which it is replaced (default 23h30m)")
+	backfill := registerBackfillFlag(fs)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error (--debug is --log-level debug)")
 	logJSON := fs.Bool("log-json", false, "structured JSON logs instead of console lines")
 	var sf serveFlags
@@ -58,6 +59,9 @@ func runLive(ctx context.Context, args []string) error {
 		fs.PrintDefaults()
 	}
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := checkBackfillFlag(*backfill); err != nil {
 		return err
 	}
 	cfg, err := e.config()
@@ -205,6 +209,9 @@ func runLive(ctx context.Context, args []string) error {
 	if n := plan.restore(p, table, log); n > 0 {
 		log.Info("klines restored", zap.Int("symbols", n))
 	}
+	// Past klines from REST, before each series' first built from trades, at
+	// the lowest priority on the feed's REST budget.
+	bf := newBackfill(live, db, market.String(), cfg.Shard.Intervals, *backfill, defaultBackfillOptions(), log)
 	if srv != nil {
 		clock, status := live.Clock, daemonStatus(p, live, live.Clock)
 		late.clock.Store(&clock)
@@ -224,6 +231,7 @@ func runLive(ctx context.Context, args []string) error {
 			}})
 			storeMetrics(srv.Metrics(), writer)
 		}
+		checks = append(checks, api.ReadyCheck{Name: "backfill done", Check: bf.Ready})
 		late.ready.Store(&checks)
 		daemonMetrics(srv.Metrics(), p, live, live.Clock)
 	}
@@ -235,9 +243,11 @@ func runLive(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	live.Start(ctx, p)
+	bf.start(ctx)
 	runErr := p.Run(ctx)
 	cancel() // the pipeline may also stop on its own error
 	live.Wait()
+	bf.wait()
 	if err := stop(); err != nil {
 		return err
 	}

@@ -1,0 +1,337 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/klagg/klagg/exchange"
+	"github.com/klagg/klagg/fakex"
+	"github.com/klagg/klagg/feed"
+	"github.com/klagg/klagg/parse"
+	"github.com/klagg/klagg/shard"
+	"github.com/klagg/klagg/store"
+)
+
+// klinesLog records the klines requests a client sends.
+type klinesLog struct {
+	mu   sync.Mutex
+	reqs []klinesRequest
+	next http.RoundTripper
+}
+
+type klinesRequest struct {
+	symbol, interval string
+	start, end       int64
+}
+
+func (l *klinesLog) RoundTrip(r *http.Request) (*http.Response, error) {
+	if filepath.Base(r.URL.Path) == "klines" {
+		q := r.URL.Query()
+		start, _ := strconv.ParseInt(q.Get("startTime"), 10, 64)
+		end, _ := strconv.ParseInt(q.Get("endTime"), 10, 64)
+		l.mu.Lock()
+		l.reqs = append(l.reqs, klinesRequest{q.Get("symbol"), q.Get("interval"), start, end})
+		l.mu.Unlock()
+	}
+	return l.next.RoundTrip(r)
+}
+
+func (l *klinesLog) all() []klinesRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]klinesRequest(nil), l.reqs...)
+}
+
+// replayServer starts a futures fakex replaying the real XRPETH aggTrades
+// (2019-10-11 00:00 to 10-13 11:19 UTC) under the names given, and returns it
+// once the replay is over: its REST klines serve all of it.
+func replayServer(t *testing.T, names []string) *fakex.Server {
+	t.Helper()
+	src, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "data", "binance", "XRPETH-aggTrades-2019-10-11.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(src); err != nil {
+		t.Skipf("real Binance data not available (%v): this test needs ../shared/data/binance next to the project", err)
+	}
+	cfg := fakex.DefaultConfig()
+	cfg.Speed = 0
+	for _, n := range names {
+		p := filepath.Join(t.TempDir(), n+"-aggTrades-2019-10-11.csv")
+		if err := os.Symlink(src, p); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Replay = append(cfg.Replay, p)
+	}
+	srv, err := fakex.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	select {
+	case <-srv.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("fakex replay did not finish in a minute")
+	}
+	return srv
+}
+
+// backfillRun is one daemon run's backfill: a session on fakex (its REST
+// scheduler; no WebSocket) and the driver on db.
+type backfillRun struct {
+	cancel context.CancelFunc
+	live   *feed.Session
+	p      *backfillProgress
+	log    *klinesLog
+}
+
+func startBackfillRun(t *testing.T, srv *fakex.Server, db *store.DB, names []string, ivs []shard.Interval, depth int) *backfillRun {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	lcfg := feed.DefaultConfig(exchange.Futures)
+	lcfg.Endpoints.REST, lcfg.Endpoints.WS = srv.RESTURL(), srv.WSURL()
+	lcfg.Symbols = names
+	l := &klinesLog{next: http.DefaultTransport}
+	lcfg.Client.HTTP = &http.Client{Transport: l, Timeout: 30 * time.Second}
+	lcfg.Workers = 1
+	live, err := feed.New(ctx, lcfg, parse.NewSymbolTable(), zaptest.NewLogger(t))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	live.Start(ctx, nil) // the REST workers; no pipeline: the trade rows are the test's
+	opt := defaultBackfillOptions()
+	opt.settle, opt.rescan, opt.every, opt.bar = 10*time.Millisecond, time.Hour, 100*time.Millisecond, false
+	opt.fetch.InFlight = 2
+	p := newBackfill(live, db, "futures", ivs, depth, opt, zaptest.NewLogger(t))
+	p.start(ctx)
+	return &backfillRun{cancel: cancel, live: live, p: p, log: l}
+}
+
+func (r *backfillRun) stop() {
+	r.cancel()
+	r.p.wait()
+	r.live.Wait()
+}
+
+// TestBackfillRestart runs the backfill of 3 symbols x (1m, 1h), 2500 klines
+// deep, before trade-built klines the test stores (the daemon's first), stops
+// it half way, and runs it again on the same database. The second run must ask
+// only for what the first did not store, in exactly the pages that takes; the
+// store must end with fakex's klines for every series, flagged REST, and the
+// trade-built rows untouched.
+func TestBackfillRestart(t *testing.T) {
+	names := []string{"AAAUSDT", "BBBUSDT", "CCCUSDT"}
+	const depth = 2500
+	srv := replayServer(t, names)
+	ivs, err := shard.ParseIntervals("1m,1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := store.DefaultConfig()
+	scfg.Path = filepath.Join(t.TempDir(), "k.db")
+	db, err := store.Open(context.Background(), scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	table := parse.NewSymbolTable(names...)
+	w, err := store.NewWriter(context.Background(), db, table, ivs, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// The daemon's first klines from trades: a partial one, then a whole one,
+	// from 2019-10-13 00:00 UTC on (1m: 2500 minutes of history before; 1h:
+	// only 48 hours of it, the rest was before the listing).
+	anchor := time.Date(2019, 10, 13, 0, 0, 0, 0, time.UTC).UnixMilli()
+	var trades []shard.Kline
+	for s := range names {
+		for i, iv := range ivs {
+			for j := range int64(2) {
+				k := shard.Kline{Symbol: uint32(s), Interval: uint8(i), Closed: true, OpenTime: anchor + j*iv.Millis,
+					CloseTime: iv.CloseTime(anchor + j*iv.Millis), Open: 1, High: 2, Low: 1, Close: 2,
+					Volume: shard.Uint128{Lo: 5}, Count: 1, FirstTradeID: 10 + j, LastTradeID: 10 + j, FirstAggID: 10 + j, LastAggID: 10 + j}
+				if j == 0 {
+					k.Flags = shard.FlagPartial
+				}
+				trades = append(trades, k)
+				if err := w.Kline(&k); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Run 1, stopped once it stored a page and a half.
+	run := startBackfillRun(t, srv, db, names, ivs, depth)
+	deadline := time.Now().Add(time.Minute)
+	for run.p.Stats().Klines < 1500 {
+		if time.Now().After(deadline) {
+			t.Fatalf("run 1 too slow: %+v", run.p.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	run.stop()
+	first := run.p.Stats()
+	if first.TasksDone == first.Tasks {
+		t.Fatalf("run 1 finished before it was stopped: %+v", first)
+	}
+	stored := map[string]store.Coverage{}
+	cov, err := db.Coverage(context.Background(), "futures")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cov {
+		stored[c.Symbol+" "+c.Interval] = c
+	}
+
+	// Run 2 finishes: it asks only for what run 1 did not store.
+	run = startBackfillRun(t, srv, db, names, ivs, depth)
+	deadline = time.Now().Add(2 * time.Minute)
+	for run.p.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("run 2 not done: %v", run.p.Ready())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	run.stop()
+	reqs := run.log.all()
+	want := 0
+	for _, iv := range ivs {
+		for _, n := range names {
+			c := stored[n+" "+iv.Name]
+			from := anchor - depth*iv.Millis
+			missing := (min(c.Oldest, anchor) - from) / iv.Millis
+			switch iv.Name {
+			case "1m": // the history covers it all: full pages, the last one short
+				want += int((missing + 999) / 1000)
+			case "1h": // the history ends within the first page: one more comes back empty
+				if c.Oldest < anchor {
+					want++
+				} else {
+					want += 2
+				}
+			}
+		}
+	}
+	for _, r := range reqs {
+		c := stored[r.symbol+" "+r.interval]
+		if r.end >= c.Oldest && c.Oldest < anchor {
+			t.Errorf("run 2 asked %+v again: run 1 stored %s %s from %d", r, r.symbol, r.interval, c.Oldest)
+		}
+	}
+	if len(reqs) != want {
+		t.Errorf("run 2 made %d klines requests, want %d (run 1 made %d)", len(reqs), want, first.Requests)
+	}
+	t.Logf("run 1: %+v; run 2: %+v", first, run.p.Stats())
+
+	// The store: fakex's klines before the anchor, flagged REST; the trade rows
+	// as they were written.
+	client := exchange.NewClient(exchange.ClientConfig{Market: exchange.Futures, BaseURL: srv.RESTURL()})
+	for s, n := range names {
+		for i, iv := range ivs {
+			from := anchor - depth*iv.Millis
+			got, err := db.Klines(context.Background(), "futures", n, iv.Name, from, anchor+iv.Millis, store.MaxLimit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			served := map[int64]shard.Kline{}
+			// Overlapping windows: fakex starts each at its first trade, so an
+			// empty kline is served only by a window opening before it.
+			for start := from; start < anchor; start += 250 * iv.Millis {
+				ks, err := client.Klines(context.Background(), n, iv.Name, start, min(start+1000*iv.Millis, anchor)-1, 1000)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range ks {
+					var k shard.Kline
+					if err := store.ParseRESTKline(&k, (*store.RESTKline)(&r), iv); err != nil {
+						t.Fatal(err)
+					}
+					served[k.OpenTime] = k
+				}
+			}
+			if len(got) < 2 {
+				t.Fatalf("%s %s: %d klines stored", n, iv.Name, len(got))
+			}
+			rest, tail := got[:len(got)-2], got[len(got)-2:]
+			for j, k := range tail {
+				w := trades[(s*len(ivs)+i)*2+j]
+				w.Symbol, w.Interval = 0, 0
+				if k != w {
+					t.Errorf("%s %s: trade-built row changed:\n got %+v\nwant %+v", n, iv.Name, k, w)
+				}
+			}
+			for _, k := range rest {
+				if k != served[k.OpenTime] {
+					t.Fatalf("%s %s: stored %+v, fakex serves %+v", n, iv.Name, k, served[k.OpenTime])
+				}
+				delete(served, k.OpenTime)
+			}
+			// fakex starts a range at its first trade (Binance would serve the
+			// empty periods before it), so a page can miss leading empty klines:
+			// only those may be absent.
+			for open, k := range served {
+				if k.Count != 0 {
+					t.Fatalf("%s %s: kline at %d with %d trades not stored", n, iv.Name, open, k.Count)
+				}
+			}
+			if iv.Name == "1m" && len(rest) < depth*9/10 {
+				t.Fatalf("%s 1m: %d klines stored of %d", n, len(rest), depth)
+			}
+		}
+	}
+}
+
+func TestBackfillFlag(t *testing.T) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	n := registerBackfillFlag(fs)
+	if err := fs.Parse(nil); err != nil || *n != 1000 {
+		t.Fatalf("default --backfill = %d, %v", *n, err)
+	}
+	for _, c := range []struct {
+		v  int
+		ok bool
+	}{{0, true}, {1000, true}, {-1, false}, {2_000_000, false}} {
+		if err := checkBackfillFlag(c.v); (err == nil) != c.ok {
+			t.Errorf("--backfill %d: %v", c.v, err)
+		}
+	}
+	ivs, _ := shard.ParseIntervals("1m,1h")
+	// --backfill 0: off, and ready at once.
+	if p := startBackfill(context.Background(), nil, nil, "futures", ivs, 0, nil); p.Ready() != nil || p.Stats() != (feed.BackfillStats{}) {
+		t.Fatalf("--backfill 0: ready %v, stats %+v", p.Ready(), p.Stats())
+	}
+	// The task a coverage gives: the depth before the first trade-built kline,
+	// less the REST rows below it.
+	for _, c := range []struct {
+		cov      store.Coverage
+		from, to int64
+		ok       bool
+	}{
+		{store.Coverage{Oldest: 6_000_000, Rows: true, OldestTrades: 6_000_000, Trades: true}, 6_000_000 - 60*60_000, 6_000_000, true},
+		{store.Coverage{Oldest: 5_400_000, Rows: true, OldestTrades: 6_000_000, Trades: true}, 6_000_000 - 60*60_000, 5_400_000, true},
+		{store.Coverage{Oldest: 2_400_000, Rows: true, OldestTrades: 6_000_000, Trades: true}, 0, 0, false},
+	} {
+		got, ok := backfillTask(c.cov, ivs[0], 60)
+		if ok != c.ok || ok && (got.From != c.from || got.To != c.to) {
+			t.Errorf("backfillTask(%+v) = %+v %v", c.cov, got, ok)
+		}
+	}
+}
