@@ -220,7 +220,7 @@ func (s *Server) aggTrades(q map[string][]string) ([]byte, int) {
 }
 
 // klineIntervals are the fixed-length intervals klines serves (3d, 1w and 1M,
-// which need calendar alignment, are not served).
+// which need calendar alignment, are not served; 1s on spot only).
 var klineIntervals = map[string]int64{
 	"1m": 60e3, "3m": 180e3, "5m": 300e3, "15m": 900e3, "30m": 1800e3, "1h": 3600e3, "2h": 7200e3,
 	"4h": 14400e3, "6h": 21600e3, "8h": 28800e3, "12h": 43200e3, "1d": 86400e3,
@@ -230,6 +230,9 @@ var klineIntervals = map[string]int64{
 // trades repeat the previous close with zero volumes, as Binance does.
 func (s *Server) klines(q map[string][]string) ([]byte, int) {
 	iv, ok := klineIntervals[first(q["interval"])]
+	if first(q["interval"]) == "1s" && s.spot {
+		iv, ok = 1e3, true // spot only, as Binance
+	}
 	if !ok {
 		return errorBody(-1120, "Invalid interval."), http.StatusBadRequest
 	}

@@ -20,10 +20,13 @@ import (
 //	REST (FlagREST)                              replaced (the newest answer wins)
 //	from trades, closed, flagged gap or partial  replaced: REST's is whole (FlagREST then)
 //	from trades, otherwise                       kept: at least as good, and it carries the aggTrade ids
-//	open (closed = 0)                            kept: the live pipeline owns it
+//	open (closed = 0)                            replaced: an earlier run left it open (see below)
 //
 // The Writer's own upsert replaces any row of its key, so a kline built from
-// trades always wins over a REST one, whichever comes first. REST klines carry
+// trades always wins over a REST one, whichever comes first. The backfill asks
+// only for periods before the first kline the running pipeline builds, so an
+// open row it covers was left by a run that stopped and did not resume that
+// symbol: nothing will ever close it, and REST's kline is the whole period. REST klines carry
 // no aggTrade ids (-1) and never raise Series.Through: the restart contract,
 // which is about trades, is untouched.
 //
@@ -55,7 +58,7 @@ type RESTKline struct {
 }
 
 // restKlineSQL is the upsert of the table above.
-var restKlineSQL = insertSQL + upsertTail + " WHERE klines.closed = 1 AND (klines.flags & " +
+var restKlineSQL = insertSQL + upsertTail + " WHERE klines.closed = 0 OR (klines.flags & " +
 	strconv.Itoa(int(shard.FlagREST|shard.FlagGap|shard.FlagPartial)) + ") != 0"
 
 // ParseRESTKline fills dst with r as a closed kline of iv flagged FlagREST
@@ -227,4 +230,52 @@ func (d *DB) Coverage(ctx context.Context, market string) ([]Coverage, error) {
 		return nil, fmt.Errorf("cannot read the coverage of %s: %w", market, bulkError(err))
 	}
 	return out, nil
+}
+
+// Newest returns the open time of every series' newest stored kline (any row),
+// keyed by symbol and interval name joined by a NUL byte. The daemon reads it
+// before it writes anything: what a restart finds stored. One index seek per
+// series. Any goroutine.
+func (d *DB) Newest(ctx context.Context, market string) (map[string]int64, error) {
+	q := `SELECT s.symbol, s.interval,
+		(SELECT open_time FROM klines INDEXED BY klines_series WHERE series = s.id ORDER BY open_time DESC LIMIT 1)
+		FROM series s WHERE s.market = ?`
+	rows, err := d.sql.QueryContext(ctx, q, market)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the newest klines of %s: %w", market, bulkError(err))
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var sym, iv string
+		var newest sql.NullInt64
+		if err := rows.Scan(&sym, &iv, &newest); err != nil {
+			return nil, fmt.Errorf("cannot read the newest klines of %s: %w", market, err)
+		}
+		if newest.Valid {
+			out[sym+"\x00"+iv] = newest.Int64
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read the newest klines of %s: %w", market, bulkError(err))
+	}
+	return out, nil
+}
+
+// FirstTradesAfter returns the open time of the oldest kline of one series built
+// from trades (without FlagREST) that opens after after, and whether there is
+// one. Any goroutine.
+func (d *DB) FirstTradesAfter(ctx context.Context, market, symbol, interval string, after int64) (int64, bool, error) {
+	q := `SELECT k.open_time FROM series s JOIN klines k INDEXED BY klines_series ON k.series = s.id
+		WHERE s.market = ? AND s.symbol = ? AND s.interval = ? AND k.open_time > ? AND k.flags & ` +
+		strconv.Itoa(int(shard.FlagREST)) + ` = 0 ORDER BY k.open_time LIMIT 1`
+	var open int64
+	err := d.sql.QueryRowContext(ctx, q, market, symbol, interval, after).Scan(&open)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("cannot read the klines of %s %s %s: %w", market, symbol, interval, bulkError(err))
+	}
+	return open, true, nil
 }

@@ -57,15 +57,16 @@ func TestBackfillPutRESTRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Kept: the trade-built one, the late one (late is not a reason), the open one.
-	if res.Written != 4 || res.Kept != 3 {
-		t.Fatalf("PutREST = %+v, want 4 written 3 kept", res)
+	// Kept: the trade-built one, the late one (late is not a reason). The open
+	// one is an earlier run's, never to be closed: REST's replaces it.
+	if res.Written != 5 || res.Kept != 2 {
+		t.Fatalf("PutREST = %+v, want 5 written 2 kept", res)
 	}
 	got := h.klines("BTCUSDT", "1m", base, -1, 100)
 	if len(got) != 7 {
 		t.Fatalf("%d klines stored, want 7", len(got))
 	}
-	expect := []shard.Kline{trade, want[1], want[2], late, want[4], want[5], open}
+	expect := []shard.Kline{trade, want[1], want[2], late, want[4], want[5], want[6]}
 	for i := range expect {
 		if !same(got[i], expect[i]) {
 			t.Errorf("kline %d:\n got %+v\nwant %+v", i, got[i], expect[i])
@@ -164,6 +165,38 @@ func TestBackfillCoverage(t *testing.T) {
 	for i := range want {
 		if cov[i] != want[i] {
 			t.Errorf("coverage[%d] = %+v, want %+v", i, cov[i], want[i])
+		}
+	}
+
+	// What a restart finds stored, and the first kline a later run builds.
+	newest, err := h.db.Newest(ctx, cfg.Market)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantNewest := map[string]int64{"AUSDT\x001m": base + 6*m, "BUSDT\x001m": base, "CUSDT\x001h": hour}
+	if len(newest) != len(wantNewest) {
+		t.Errorf("newest = %v, want %v", newest, wantNewest)
+	}
+	for k, v := range wantNewest {
+		if newest[k] != v {
+			t.Errorf("newest[%q] = %d, want %d", k, newest[k], v)
+		}
+	}
+	for _, c := range []struct {
+		sym, iv string
+		after   int64
+		want    int64
+		ok      bool
+	}{
+		{"AUSDT", "1m", base, base + 5*m, true}, // REST rows skipped
+		{"AUSDT", "1m", base + 5*m, base + 6*m, true},
+		{"AUSDT", "1m", base + 6*m, 0, false},
+		{"CUSDT", "1h", 0, 0, false}, // REST rows only
+		{"DUSDT", "1m", 0, 0, false}, // no such series
+	} {
+		got, ok, err := h.db.FirstTradesAfter(ctx, cfg.Market, c.sym, c.iv, c.after)
+		if err != nil || got != c.want || ok != c.ok {
+			t.Errorf("FirstTradesAfter(%s %s, %d) = %d, %v, %v; want %d, %v", c.sym, c.iv, c.after, got, ok, err, c.want, c.ok)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,8 +73,14 @@ type backfillProgress struct {
 	log       *zap.Logger
 	b         *feed.Backfiller // nil: off
 
-	planned  map[string]bool // series planned this run; planner goroutine
-	scanned  atomic.Bool     // the first scan is planned
+	planned map[string]bool // series planned this run; planner goroutine
+	// before is every series' newest stored open time when the daemon started
+	// (fillHoles); holes pends the series whose hole is not planned yet: the
+	// periods between before and the first kline this run builds from trades,
+	// which a restart that did not resume the symbol missed. Planner goroutine.
+	before   map[string]int64
+	holes    map[string]bool
+	scanned  atomic.Bool // the first scan is planned
 	failed   atomic.Pointer[error]
 	written  atomic.Uint64 // rows stored
 	kept     atomic.Uint64 // klines not stored: a kline built from trades holds the period
@@ -110,6 +117,26 @@ func newBackfill(live *feed.Session, db *store.DB, market string, intervals []sh
 		p.b = live.NewBackfiller(opt.fetch, p.put)
 	}
 	return p
+}
+
+// fillHoles makes the backfill also fetch, for every series in newest (its
+// newest stored open time, read before the pipeline wrote anything) whose
+// symbol is not resumed, the periods from that kline up to the first one this
+// run builds from trades: a symbol down longer than the feed resumes
+// (--resume-within) starts afresh, and the klines it missed while down come
+// from REST, the one it left open included. Call it before start.
+func (p *backfillProgress) fillHoles(newest map[string]int64, resumed map[string]feed.Resume) {
+	p.before, p.holes = newest, map[string]bool{}
+	for key := range newest {
+		if sym, _, _ := strings.Cut(key, "\x00"); !hasKey(resumed, sym) {
+			p.holes[key] = true
+		}
+	}
+}
+
+func hasKey[V any](m map[string]V, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 func (p *backfillProgress) start(ctx context.Context) {
@@ -207,6 +234,7 @@ func (p *backfillProgress) plan(ctx context.Context) {
 				tasks = append(tasks, t)
 			}
 		}
+		tasks = append(tasks, p.planHoles(ctx)...)
 		if err := p.b.Add(tasks...); err != nil {
 			p.log.Error("cannot plan the backfill of some series", zap.Error(err))
 		}
@@ -215,6 +243,38 @@ func (p *backfillProgress) plan(ctx context.Context) {
 		}
 		p.scanned.Store(true)
 	}
+}
+
+// planHoles returns the tasks of the holes found since the last scan: series
+// whose first kline of this run is now stored.
+func (p *backfillProgress) planHoles(ctx context.Context) []feed.BackfillTask {
+	var tasks []feed.BackfillTask
+	for key := range p.holes {
+		sym, name, _ := strings.Cut(key, "\x00")
+		iv, ok := p.intervals[name]
+		if !ok {
+			delete(p.holes, key)
+			continue
+		}
+		first, ok, err := p.db.FirstTradesAfter(ctx, p.market, sym, name, p.before[key])
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Warn("cannot read what the store holds; trying again", zap.Error(err))
+			}
+			return tasks
+		}
+		if !ok {
+			continue // not traded yet this run
+		}
+		delete(p.holes, key)
+		if from := iv.OpenTime(p.before[key]); first > from {
+			tasks = append(tasks, feed.BackfillTask{Symbol: sym, Interval: iv, From: from, To: first})
+		}
+	}
+	if len(tasks) > 0 {
+		p.log.Info("klines missed while down planned from REST", zap.Int("series", len(tasks)))
+	}
+	return tasks
 }
 
 // backfillTask returns the range of c still missing: depth periods before its

@@ -98,7 +98,7 @@ func TestRestartSIGKILL(t *testing.T) {
 			t.Logf("last run:\n%s", stdout)
 
 			want := replayProduced(t, srv, ivs)
-			got, first := readStore(t, db, ivs)
+			got, first := readStore(t, db, "futures", ivs)
 			// fakex trades from its start, the daemon from its first start a
 			// moment later: a series begins with its first stored kline
 			// (partial), the replay's klines before it were never the daemon's.
@@ -210,6 +210,114 @@ func restKlines(t *testing.T, stdout, intervals string) map[string]json.RawMessa
 	return out
 }
 
+// TestRestartLongDown stops the daemon for longer than --resume-within: the
+// restart does not fetch every missed trade, each symbol starts afresh (its
+// first klines partial), and the klines of the periods it missed come from
+// REST klines, flagged rest and equal, in everything Binance publishes, to a
+// replay of every trade fakex produced.
+func TestRestartLongDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the daemon twice with a pause between")
+	}
+	const ivs = "1s,1m"
+	fcfg := fakex.DefaultConfig()
+	fcfg.Market, fcfg.Symbols, fcfg.Rate, fcfg.History = "spot", 6, 200, 1<<20
+	srv, err := fakex.New(fcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	db := filepath.Join(t.TempDir(), "k.db")
+	args := []string{"run", "--market", "spot", "--ws-url", srv.WSURL(), "--rest-url", srv.RESTURL(), "--db", db,
+		"--listen", "", "--intervals", ivs, "--log-level", "info", "--backfill", "1", "--resume-within", "1s"}
+	run := func(d time.Duration) string {
+		cmd, stdout, stderr := klaggCommand(context.Background(), args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(d)
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("klagg run: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+		}
+		return stderr.String()
+	}
+	run(3 * time.Second)
+	_, first1 := readStore(t, db, "spot", ivs)
+	time.Sleep(4 * time.Second) // down: over --resume-within
+	// The first scan plans the holes 3 s after the start; the pages follow.
+	log2 := run(8 * time.Second)
+	if !strings.Contains(log2, "start afresh") {
+		t.Errorf("the restart resumed symbols down for 4 s with --resume-within 1s:\n%s", log2)
+	}
+	stopAt := srv.Clock()
+	srv.Stop()
+
+	want := replayProduced(t, srv, ivs)
+	got, _ := readStore(t, db, "spot", ivs)
+	// The second run's first 1s kline of each symbol: after the hole.
+	second := map[string]int64{}
+	for key, k := range got {
+		series := key[:strings.LastIndexByte(key, ' ')]
+		if strings.HasSuffix(series, " 1s") && k.Flags&shard.FlagREST == 0 && k.OpenTime > first1[series]+3000 {
+			if f, ok := second[series]; !ok || k.OpenTime < f {
+				second[series] = k.OpenTime
+			}
+		}
+	}
+	rest, partial := 0, 0
+	for series, start := range second {
+		if k := got[fmt.Sprintf("%s %d", series, start)]; k.Flags&shard.FlagPartial != 0 {
+			partial++
+		}
+		// Every period from the first run's last kline to the second run's first
+		// is stored, from REST, equal to the replay.
+		var newest int64
+		for key, k := range got {
+			if strings.HasPrefix(key, series+" ") && k.Flags&shard.FlagREST == 0 && k.OpenTime < start && k.OpenTime > newest {
+				newest = k.OpenTime
+			}
+		}
+		if newest == 0 || start-newest < 3000 {
+			t.Fatalf("%s: no hole between the runs (last %d, first %d): the test did not stop the daemon long enough", series, newest, start)
+		}
+		for open := newest + 1000; open < start; open += 1000 {
+			key := fmt.Sprintf("%s %d", series, open)
+			g, ok := got[key]
+			w, traded := want[key]
+			switch {
+			case !ok:
+				t.Errorf("kline %s missed while down is not in the database", key)
+			case g.Flags&shard.FlagREST == 0:
+				t.Errorf("kline %s missed while down is not flagged rest: %v", key, g.Flags)
+			case !traded && g.Count != 0:
+				t.Errorf("kline %s has %d trades, the replay none", key, g.Count)
+			case traded && !sameBinanceFields(g, w):
+				t.Errorf("kline %s from REST differs:\n stored %+v\n want   %+v", key, g, w)
+			default:
+				rest++
+			}
+		}
+	}
+	if len(second) != fcfg.Symbols || partial != fcfg.Symbols || rest == 0 {
+		t.Errorf("%d symbols restarted (%d with a partial first kline), %d klines from REST; want %d, %d, > 0",
+			len(second), partial, rest, fcfg.Symbols, fcfg.Symbols)
+	}
+	t.Logf("%d klines missed while down filled from REST, equal to the replay; fakex stopped at %d", rest, stopAt)
+}
+
+// sameBinanceFields compares what Binance's REST klines publish.
+func sameBinanceFields(a, b shard.Kline) bool {
+	return a.OpenTime == b.OpenTime && a.CloseTime == b.CloseTime && a.Open == b.Open && a.High == b.High &&
+		a.Low == b.Low && a.Close == b.Close && a.Volume == b.Volume && a.QuoteVolume == b.QuoteVolume &&
+		a.Count == b.Count && a.TakerBuyVolume == b.TakerBuyVolume && a.TakerBuyQuoteVolume == b.TakerBuyQuoteVolume
+}
+
 func produced(srv *fakex.Server) (n int64) {
 	for _, r := range srv.Produced() {
 		n += r.Count
@@ -298,7 +406,7 @@ func (k *keyed) Close() error { return nil }
 // readStore returns the closed klines of the database, keyed as replayProduced,
 // and the open time of each series' first kline, open or closed, keyed
 // "SYMBOL interval".
-func readStore(t *testing.T, path, intervals string) (closed map[string]shard.Kline, first map[string]int64) {
+func readStore(t *testing.T, path, market, intervals string) (closed map[string]shard.Kline, first map[string]int64) {
 	t.Helper()
 	cfg := store.DefaultConfig()
 	cfg.Path = path
@@ -308,7 +416,7 @@ func readStore(t *testing.T, path, intervals string) (closed map[string]shard.Kl
 	}
 	defer db.Close()
 	ctx := context.Background()
-	symbols, err := db.Symbols(ctx, "futures")
+	symbols, err := db.Symbols(ctx, market)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +424,7 @@ func readStore(t *testing.T, path, intervals string) (closed map[string]shard.Kl
 	closed, first = map[string]shard.Kline{}, map[string]int64{}
 	for _, sym := range symbols {
 		for _, iv := range ivs {
-			ks, err := db.Klines(ctx, "futures", sym, iv.Name, -1, -1, 100_000)
+			ks, err := db.Klines(ctx, market, sym, iv.Name, -1, -1, 100_000)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -50,6 +50,7 @@ func runLive(ctx context.Context, args []string) error {
 	stale := fs.Duration("stale", 30*time.Second, "silence after which a connection is checked against REST and replaced if its symbols traded")
 	rotate := fs.Duration("rotate", 0, "connection age at which it is replaced (default 23h30m)")
 	backfill := registerBackfillFlag(fs)
+	resumeWithin := fs.Duration("resume-within", 5*time.Minute, "a restart fetches every trade a symbol missed when its last stored one is this recent; an older one starts afresh and the klines it missed come from REST klines")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error (--debug is --log-level debug)")
 	logJSON := fs.Bool("log-json", false, "structured JSON logs instead of console lines")
 	var sf serveFlags
@@ -83,6 +84,8 @@ func runLive(ctx context.Context, args []string) error {
 		return usageErrorf("--refresh %v: want a positive duration", *refresh)
 	case *stale <= 0:
 		return usageErrorf("--stale %v: want a positive duration", *stale)
+	case *resumeWithin <= 0:
+		return usageErrorf("--resume-within %v: want a positive duration", *resumeWithin)
 	case *rotate < 0 || *rotate >= 24*time.Hour:
 		return usageErrorf("--rotate %v: want less than Binance's 24h cut (0: the default)", *rotate)
 	}
@@ -145,6 +148,7 @@ func runLive(ctx context.Context, args []string) error {
 	}
 	var db *store.DB
 	var plan resumePlan
+	var newest map[string]int64
 	if withStore {
 		if db, err = openStore(ctx, scfg); err != nil {
 			return err
@@ -155,12 +159,19 @@ func runLive(ctx context.Context, args []string) error {
 			defer late.history.Store(nil)
 		}
 		// Where each symbol resumes: its klines kept, its last trade applied.
-		since := time.Now().Add(-time.Duration(cfg.Shard.Lateness) * time.Millisecond).UnixMilli()
-		series, err := db.LoadSeries(ctx, market.String(), since)
+		now := time.Now()
+		resumeSince := now.Add(-*resumeWithin).UnixMilli()
+		closedSince := min(resumeSince, now.Add(-time.Duration(cfg.Shard.Lateness)*time.Millisecond).UnixMilli())
+		series, err := db.LoadSeries(ctx, market.String(), closedSince)
 		if err != nil {
 			return fmt.Errorf("cannot read the kline database %s: %w", scfg.Path, err)
 		}
-		if plan, err = planResume(ctx, db, market.String(), series, cfg.Shard, log); err != nil {
+		if plan, err = planResume(ctx, db, market.String(), series, cfg.Shard, resumeSince, log); err != nil {
+			return fmt.Errorf("cannot read the kline database %s: %w", scfg.Path, err)
+		}
+		// What is stored before this run writes: the periods between it and this
+		// run's first klines are the backfill's (fillHoles).
+		if newest, err = db.Newest(ctx, market.String()); err != nil {
 			return fmt.Errorf("cannot read the kline database %s: %w", scfg.Path, err)
 		}
 		lcfg.Resume = plan.resume
@@ -212,6 +223,7 @@ func runLive(ctx context.Context, args []string) error {
 	// Past klines from REST, before each series' first built from trades, at
 	// the lowest priority on the feed's REST budget.
 	bf := newBackfill(live, db, market.String(), cfg.Shard.Intervals, *backfill, defaultBackfillOptions(), log)
+	bf.fillHoles(newest, plan.resume)
 	if srv != nil {
 		clock, status := live.Clock, daemonStatus(p, live, live.Clock)
 		late.clock.Store(&clock)

@@ -84,8 +84,11 @@ type resumePlan struct {
 // interval also needs its child's closed klines from its own first period not
 // closed, to rebuild its open period: those older than closedSince are read
 // here. A symbol whose state the shard would refuse is left out, so the feed
-// does not resume it either: it starts afresh, its first klines partial.
-func planResume(ctx context.Context, db *store.DB, market string, series []store.Series, scfg shard.Config, log *zap.Logger) (resumePlan, error) {
+// does not resume it either: it starts afresh, its first klines partial. So is
+// one whose last stored trade's base kline opened before since: fetching every
+// trade it missed would cost more REST weight than the klines of the periods
+// it missed (the backfill fetches those; fillHoles).
+func planResume(ctx context.Context, db *store.DB, market string, series []store.Series, scfg shard.Config, since int64, log *zap.Logger) (resumePlan, error) {
 	plan := resumePlan{resume: map[string]feed.Resume{}, saved: map[string][]shard.Saved{}}
 	ivs := scfg.Intervals
 	base, ok := shard.Base(ivs)
@@ -115,11 +118,23 @@ func planResume(ctx context.Context, db *store.DB, market string, series []store
 	if err != nil {
 		return plan, err
 	}
-	id := uint32(0)
+	id, stale := uint32(0), 0
 	for sym, ss := range bySym {
 		b := ss[base]
 		if b == nil || b.Through < 0 {
 			continue // nothing applied: it starts afresh
+		}
+		r := feed.Resume{Last: b.Through, LastTradeID: -1}
+		for _, k := range b.Klines {
+			if k.LastAggID == b.Through {
+				r.LastTradeID, r.LastTime = k.LastTradeID, k.OpenTime
+			}
+		}
+		if r.LastTradeID < 0 || r.LastTime < since {
+			// The kline holding Through is older than what was read, or too old
+			// to fetch every trade since: start afresh.
+			stale++
+			continue
 		}
 		klines := make([][]shard.Kline, len(ivs))
 		for i, s := range ss {
@@ -177,19 +192,12 @@ func planResume(ctx context.Context, db *store.DB, market string, series []store
 			continue
 		}
 		id++
-		r := feed.Resume{Last: b.Through, LastTradeID: -1}
-		for _, k := range klines[base] {
-			if k.LastAggID == b.Through {
-				r.LastTradeID, r.LastTime = k.LastTradeID, k.OpenTime
-			}
-		}
-		if r.LastTradeID < 0 {
-			// The kline holding Through is older than what was read (or retention
-			// removed it): resume from the start of what is kept.
-			r.LastTime = klines[base][0].OpenTime
-		}
 		plan.resume[sym] = r
 		plan.saved[sym] = saved
+	}
+	if stale > 0 {
+		log.Info("symbols down too long to fetch every missed trade start afresh; the klines they missed come from REST klines",
+			zap.Int("symbols", stale), zap.Time("last_trade_before", time.UnixMilli(since)))
 	}
 	return plan, nil
 }
