@@ -75,9 +75,10 @@ func (s *Server) synthesize() {
 			}
 		}
 		b.reset()
+		wall := time.Now().UnixMilli() // one clock read per batch: the whole batch is made now
 		s.mu.Lock()
 		for range due {
-			s.genOne(b)
+			s.genOne(b, wall)
 		}
 		s.mu.Unlock()
 		produced += due
@@ -88,8 +89,9 @@ func (s *Server) synthesize() {
 	}
 }
 
-// genOne appends the next synthetic frame to b; s.mu is held.
-func (s *Server) genOne(b *batch) {
+// genOne appends the next synthetic frame to b, made at wall (Unix ms); s.mu
+// is held.
+func (s *Server) genOne(b *batch, wall int64) {
 	start := len(b.buf)
 	b.buf = s.gen.Append(b.buf)
 	lt := &s.gen.last
@@ -102,7 +104,7 @@ func (s *Server) genOne(b *batch) {
 		b.buf = b.buf[:start]
 		return
 	}
-	s.setTradeClock(lt.tradeTime)
+	s.setTradeClock(lt.tradeTime, wall)
 	t := histTrade{id: lt.aggID, first: lt.firstID, time: lt.tradeTime, price: lt.price, qty: lt.qty,
 		span: uint32(lt.lastID - lt.firstID), pd: sym.pd, qd: sym.qd, m: lt.buyerMaker}
 	if s.record(sym, t) {
