@@ -108,8 +108,9 @@
 // The rows reach SQLite through its C API on the connection database/sql hands the
 // writer (sqlite_cgo.go): one cgo call binds and inserts a whole run of rows, where
 // the driver costs a cgo call and an allocation per value; reads come back the same
-// way. sqlite_purego.go is the database/sql twin (the purego tag, builds without
-// cgo, the modernc.org/sqlite driver), tested with the same suite.
+// way. sqlite_purego.go is the database/sql twin (the purego tag): every row
+// through database/sql, as any driver takes them; make test runs the suite on it,
+// and store/internal/drivers runs it on the pure-Go modernc.org/sqlite.
 //
 // Retention (Config.Retention, per interval) deletes closed klines older than the
 // newest stored open time minus the interval's duration, on the writer goroutine, at
