@@ -135,8 +135,12 @@ func (c *Client) weightAggTrades() int {
 	return 20
 }
 
-func (c *Client) weightKlines(limit int) int {
-	if c.cfg.Market == Spot {
+func (c *Client) weightKlines(limit int) int { return KlinesWeight(c.cfg.Market, limit) }
+
+// KlinesWeight is the request weight Binance charges a klines request of limit
+// rows (0: the server's default, 500) on market m.
+func KlinesWeight(m Market, limit int) int {
+	if m == Spot {
 		return 2
 	}
 	switch {

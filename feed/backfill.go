@@ -285,7 +285,7 @@ func (b *Backfiller) Run(ctx context.Context) error {
 func (b *Backfiller) submit(ctx context.Context, t *backfillTask, answers chan<- backfillAnswer) {
 	limit := int(min(periods(t.Interval, t.From, t.to), int64(b.cfg.PageLimit)))
 	from := periodsBack(t.Interval, t.to, int64(limit))
-	w := klinesWeight(b.market, limit)
+	w := exchange.KlinesWeight(b.market, limit)
 	b.sched.submit(prioBackfill, func(ctx context.Context) {
 		if !b.reserve(w) {
 			b.deferred.Add(1)
@@ -364,22 +364,6 @@ func (b *Backfiller) done(t *backfillTask) {
 	b.periodsDone.Add(periods(t.Interval, t.From, t.to))
 	t.to = t.From
 	b.tasksDone.Add(1)
-}
-
-// klinesWeight is the request weight of a klines request, as Binance's docs
-// give it (and exchange.Client budgets it).
-func klinesWeight(m exchange.Market, limit int) int {
-	switch {
-	case m == exchange.Spot:
-		return 2
-	case limit < 100:
-		return 1
-	case limit < 500:
-		return 2
-	case limit <= 1000:
-		return 5
-	}
-	return 10
 }
 
 // reserve reports whether a request of weight w leaves the minute's use under
