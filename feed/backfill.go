@@ -321,7 +321,8 @@ func (b *Backfiller) handle(ctx context.Context, a backfillAnswer) (*backfillTas
 			return nil, nil
 		}
 		t.tries++
-		if t.tries > b.cfg.Retries || errors.Is(a.err, exchange.ErrBadRequest) {
+		// A rejection (a 4xx: invalid symbol or interval) will not change.
+		if t.tries > b.cfg.Retries || errors.Is(a.err, exchange.ErrBadRequest) || errors.Is(a.err, exchange.ErrRejected) {
 			b.tasksFailed.Add(1)
 			b.done(t)
 			b.log.Warn("cannot backfill a series; giving it up", zap.String("symbol", t.Symbol), zap.String("interval", t.Interval.Name),

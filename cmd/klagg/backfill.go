@@ -289,6 +289,13 @@ func backfillTask(c store.Coverage, iv shard.Interval, depth int) (feed.Backfill
 	if iv.Months > 0 {
 		from = time.UnixMilli(anchor).UTC().AddDate(0, -depth*iv.Months, 0).UnixMilli()
 	}
+	// Not before 1970: Binance's history starts in 2017, and a negative
+	// startTime is asking for trouble.
+	floor := iv.OpenTime(0)
+	if floor < 0 {
+		floor = iv.NextOpen(floor)
+	}
+	from = max(from, floor)
 	to := anchor
 	if c.Rows && c.Oldest < to {
 		to = iv.OpenTime(c.Oldest)

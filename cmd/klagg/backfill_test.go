@@ -328,6 +328,8 @@ func TestBackfillFlag(t *testing.T) {
 		{store.Coverage{Oldest: 6_000_000, Rows: true, OldestTrades: 6_000_000, Trades: true}, 6_000_000 - 60*60_000, 6_000_000, true},
 		{store.Coverage{Oldest: 5_400_000, Rows: true, OldestTrades: 6_000_000, Trades: true}, 6_000_000 - 60*60_000, 5_400_000, true},
 		{store.Coverage{Oldest: 2_400_000, Rows: true, OldestTrades: 6_000_000, Trades: true}, 0, 0, false},
+		// Not before 1970.
+		{store.Coverage{Oldest: 1_200_000, Rows: true, OldestTrades: 1_200_000, Trades: true}, 0, 1_200_000, true},
 	} {
 		got, ok := backfillTask(c.cov, ivs[0], 60)
 		if ok != c.ok || ok && (got.From != c.from || got.To != c.to) {
