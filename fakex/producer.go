@@ -75,10 +75,9 @@ func (s *Server) synthesize() {
 			}
 		}
 		b.reset()
-		wall := time.Now().UnixMilli() // one clock read per batch: the whole batch is made now
 		s.mu.Lock()
 		for range due {
-			s.genOne(b, wall)
+			s.genOne(b)
 		}
 		s.mu.Unlock()
 		produced += due
@@ -89,9 +88,8 @@ func (s *Server) synthesize() {
 	}
 }
 
-// genOne appends the next synthetic frame to b, made at wall (Unix ms); s.mu
-// is held.
-func (s *Server) genOne(b *batch, wall int64) {
+// genOne appends the next synthetic frame to b; s.mu is held.
+func (s *Server) genOne(b *batch) {
 	start := len(b.buf)
 	b.buf = s.gen.Append(b.buf)
 	lt := &s.gen.last
@@ -104,7 +102,7 @@ func (s *Server) genOne(b *batch, wall int64) {
 		b.buf = b.buf[:start]
 		return
 	}
-	s.setTradeClock(lt.tradeTime, wall)
+	s.setTradeClock(lt.tradeTime)
 	t := histTrade{id: lt.aggID, first: lt.firstID, time: lt.tradeTime, price: lt.price, qty: lt.qty,
 		span: uint32(lt.lastID - lt.firstID), pd: sym.pd, qd: sym.qd, m: lt.buyerMaker}
 	if s.record(sym, t) {

@@ -341,11 +341,10 @@ func (s *Server) setClock(t int64) {
 	s.clockAt.Store(time.Now().UnixMilli())
 }
 
-// setTradeClock sets the data time to a trade's time t, made at wall (Unix
-// ms); the synthetic feed's clock runs on from there.
-func (s *Server) setTradeClock(t, wall int64) {
-	s.clock.Store(t)
-	s.clockAt.Store(wall)
+// setTradeClock sets the data time to a trade's time t; the synthetic feed's
+// clock runs on from there.
+func (s *Server) setTradeClock(t int64) {
+	s.setClock(t)
 	s.traded.Store(true)
 }
 

@@ -256,7 +256,7 @@ func TestFanoutAllocs(t *testing.T) {
 		b.reset()
 		s.mu.Lock()
 		for range batchMax {
-			s.genOne(b, time.Now().UnixMilli())
+			s.genOne(b)
 		}
 		s.mu.Unlock()
 		s.fanout(b)
