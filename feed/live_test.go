@@ -293,7 +293,21 @@ func TestLiveRateLimit(t *testing.T) {
 	cfg.Workers = 1
 	cfg.Refresh, cfg.TimeSync = 5*time.Second, 5*time.Second // the burst is the fills'
 	d := startDaemon(t, srv, cfg, pipelineConfig(t, ivs))
-	waitFor(t, 20*time.Second, func() bool { return srv.Stats().Faults["drop"] >= 2 }, func() string { return "no drop" })
+	// Until a request was throttled: how many requests a reconnect costs
+	// depends on how many symbols traded while it was down, so the drops go on
+	// (each reconnect reads the ticker at least) until the 8th request comes.
+	throttledYet := func() bool {
+		for _, r := range proxy.records() {
+			if r.status == http.StatusTooManyRequests {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, 60*time.Second, func() bool { return srv.Stats().Faults["drop"] >= 2 && throttledYet() },
+		func() string {
+			return fmt.Sprintf("%d drops, %d requests, none throttled", srv.Stats().Faults["drop"], len(proxy.records()))
+		})
 	srv.Stop()
 	d.waitRouted(produced(srv), 30*time.Second)
 	d.stop()
