@@ -76,7 +76,6 @@
 //	(leaving)   ticker read sent after it:
 //	            l = last's l                     Idle        OpRetire, then lift hold: no empty kline after its last trade
 //	(leaving)   ... l > last's l                 Gap         the trailing trades, then the last word again
-//	(leaving)   no such read in 2 Verify + delay Idle        counted, logged; OpMarkGap from the last trade to now, OpRetire
 //	Gap, Anchor unsubscribed / delisted          (leaving)   the gap is filled first
 //	any         exit                             -           held trades counted as held at exit, logged
 //

@@ -273,10 +273,10 @@ func (d *daemon) stop() *pipeline.Stats {
 }
 
 func statsString(s Stats) string {
-	return fmt.Sprintf("connects=%d reconnects=%d rotations=%d stale=%d pingtimeouts=%d gaps=%d/%d unfillable=%d lost=%d filled=%d dup=%d bogus=%d held=%d trailing=%d verified=%d/%d holdsExpired=%d leftUnverified=%d requests=%d tickers=%d",
+	return fmt.Sprintf("connects=%d reconnects=%d rotations=%d stale=%d pingtimeouts=%d gaps=%d/%d unfillable=%d lost=%d filled=%d dup=%d bogus=%d held=%d trailing=%d verified=%d/%d holdsExpired=%d requests=%d tickers=%d",
 		s.Connects, s.Reconnects, s.Rotations, s.StaleReplaced, s.PingTimeouts, s.GapsOpened, s.GapsClosed, s.GapsUnfillable,
 		s.TradesLost, s.Filled, s.Duplicates, s.Bogus, s.Held+s.HeldAtExit, s.TrailingGaps, s.VerifiedByStream, s.VerifiedByTicker,
-		s.HoldsExpired, s.LeftUnverified, s.Requests, s.TickerReads)
+		s.HoldsExpired, s.Requests, s.TickerReads)
 }
 
 // checkZeroLoss checks that every aggTrade fakex produced reached the shards

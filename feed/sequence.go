@@ -523,11 +523,8 @@ func (q *sequence) onTick(e env) {
 	}
 	if q.leaving && (q.state == stateLive || q.state == stateUnverified) && now.Sub(q.leftAt) >= 2*cfg.Verify+cfg.SuspectDelay {
 		e.stats().leftUnverified.Add(1)
-		e.logger().Warn("no ticker read verified the last trades of a symbol no longer followed; retiring it as it is, its last klines flagged gap",
+		e.logger().Warn("no ticker read verified the last trades of a symbol no longer followed; retiring it as it is",
 			zap.String("symbol", q.name), zap.Int64("last_agg_id", q.last))
-		// Trades after its last one received may exist: flag the klines from it
-		// to now, before the shard forgets them.
-		e.command(shard.Command(shard.OpMarkGap, q.sym, q.lastTime, max(e.exchangeNow(), q.lastTime)))
 		q.retire(e)
 		return
 	}

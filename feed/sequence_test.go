@@ -588,21 +588,6 @@ func TestSequenceUnfollowFetchesTrailingTrades(t *testing.T) {
 	}
 }
 
-// A symbol let go that no ticker read verifies in time is retired as it is,
-// and its klines from its last trade on are flagged: trades after it may exist.
-func TestSequenceUnfollowUnverifiedFlagsKlines(t *testing.T) {
-	e := newFakeEnv(t)
-	q := live(t, e)
-	q.unfollow(e)
-	e.take()
-	e.advance(2*e.cfg.Verify + e.cfg.SuspectDelay)
-	q.onTick(e)
-	want := fmt.Sprintf("markgap@%d-%d,retire,release", q.lastTime, e.exchange)
-	if _, cmds := e.take(); q.state != stateIdle || cmds != want || e.c.leftUnverified.Load() != 1 {
-		t.Fatalf("state %v commands %q (want %q), left unverified %d", q.state, cmds, want, e.c.leftUnverified.Load())
-	}
-}
-
 func TestSequenceHoldExpires(t *testing.T) {
 	e := newFakeEnv(t)
 	q := live(t, e)

@@ -94,6 +94,6 @@ func (s Stats) WriteSummary(w io.Writer) {
 		s.Received, s.Filled, s.HandedOver, s.Duplicates, s.Unwanted, s.Bogus, s.HeldAtExit+s.Held)
 	fmt.Fprintf(w, "gaps        %d opened, %d closed, %d unfillable (%d trades lost, klines flagged), %d trailing, %d verified by the stream, %d by the ticker, %d holds expired\n",
 		s.GapsOpened, s.GapsClosed, s.GapsUnfillable, s.TradesLost, s.TrailingGaps, s.VerifiedByStream, s.VerifiedByTicker, s.HoldsExpired)
-	fmt.Fprintf(w, "universe    %d symbols on %d connections; %d listed, %d delisted (%d retired unverified, last klines flagged gap), %d reads rejected; %d REST requests, %d ticker reads\n",
-		s.Symbols, s.Slots, s.Listed, s.Delisted, s.LeftUnverified, s.UniverseRejected, s.Requests, s.TickerReads)
+	fmt.Fprintf(w, "universe    %d symbols on %d connections; %d listed, %d delisted, %d reads rejected; %d REST requests, %d ticker reads\n",
+		s.Symbols, s.Slots, s.Listed, s.Delisted, s.UniverseRejected, s.Requests, s.TickerReads)
 }
