@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net/http"
 	"runtime"
 	"slices"
 	"strconv"
@@ -276,46 +275,7 @@ func BenchmarkRESTKlines(b *testing.B) {
 		ks = append(ks, mkKline(b, 0, 0, ivs[0].OpenTime(t0)+int64(i)*minute, int64(i), true))
 	}
 	hist.Add("BTCUSDT", "1m", ks...)
-	url := s.httpURL("/fapi/v1/klines?symbol=BTCUSDT&interval=1m&limit=1500")
-	tr := &http.Transport{MaxIdleConnsPerHost: 16}
-	client := &http.Client{Transport: tr}
-	defer tr.CloseIdleConnections()
-	var mu sync.Mutex
-	var lat []time.Duration
-	var bytesRead atomic.Int64
-	b.SetParallelism(2) // 2 x GOMAXPROCS clients
-	b.ResetTimer()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		var mine []time.Duration
-		for pb.Next() {
-			t := time.Now()
-			resp, err := client.Get(url)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			n, _ := io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || n < 1500*100 {
-				b.Errorf("status %d, %d bytes", resp.StatusCode, n)
-				return
-			}
-			bytesRead.Add(n)
-			mine = append(mine, time.Since(t))
-		}
-		mu.Lock()
-		lat = append(lat, mine...)
-		mu.Unlock()
-	})
-	elapsed := time.Since(start)
-	b.StopTimer()
-	slices.Sort(lat)
-	if len(lat) > 0 {
-		b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "req/s")
-		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
-		b.SetBytes(bytesRead.Load() / int64(len(lat)))
-	}
+	benchRESTParallel(b, []string{s.httpURL("/fapi/v1/klines?symbol=BTCUSDT&interval=1m&limit=1500")})
 }
 
 // BenchmarkCloseLatency is the delay from Publish of a closed kline to its
