@@ -192,6 +192,12 @@ func (p *Pipeline) startSource(ctx context.Context, i int, src Source, f *Feeder
 			if p.running--; p.running == 0 {
 				p.ending.Store(true)
 				close(p.ended)
+				// The last ring closed before ending was set: an aggregator
+				// woken by that Close may have found the pipeline not yet
+				// ending and parked again (forever, with Idle 0).
+				for _, a := range p.aggs {
+					a.waiter.Wake()
+				}
 			}
 			p.mu.Unlock()
 		}()
