@@ -26,6 +26,8 @@ Frame counts are per connection and count the market frames a connection is sent
                     raw; wrapped with stream "!serverShutdown" on combined streams), keep
                     streaming, close the connection 2 s later (Config.ShutdownGrace)
   ignorepings       never answer client pings
+  late=DUR          a connection's streams take effect DUR after its upgrade is answered
+                    (Go duration); the trades meanwhile are never sent on it
   list=SYMBOL@N     SYMBOL is not listed at start; after N frames in total it appears in
                     exchangeInfo and starts trading (repeatable)
   delist=SYMBOL@N   after N frames in total SYMBOL stops trading; exchangeInfo keeps it with
@@ -56,6 +58,7 @@ type Faults struct {
 	RateLimit     int64
 	Shutdown      int64
 	IgnorePings   bool
+	Late          time.Duration
 	List          []SymbolAt
 	Delist        []SymbolAt
 	Bogus         []SymbolAt
@@ -117,6 +120,10 @@ func (f *Faults) set(name, val string, hasVal bool) error {
 			return fmt.Errorf("%w: bad duration %q", ErrFault, d)
 		}
 		f.StallAfter, f.StallMax, err = limited(n)
+	case "late":
+		if f.Late, err = time.ParseDuration(val); err != nil || f.Late <= 0 {
+			return fmt.Errorf("%w: bad duration %q", ErrFault, val)
+		}
 	case "withhold":
 		n, k, ok := strings.Cut(val, "@")
 		if !ok {
@@ -207,6 +214,9 @@ func (f Faults) String() string {
 	addMax("shutdown", f.Shutdown, f.ShutdownMax)
 	if f.IgnorePings {
 		parts = append(parts, "ignorepings")
+	}
+	if f.Late > 0 {
+		parts = append(parts, "late="+f.Late.String())
 	}
 	for _, l := range f.List {
 		parts = append(parts, fmt.Sprintf("list=%s@%d", l.Symbol, l.After))

@@ -22,6 +22,7 @@ func TestParseFaults(t *testing.T) {
 		{"drop=5", Faults{Drop: 5}},
 		{" stall=250ms@10 , dup=3", Faults{StallFor: 250 * time.Millisecond, StallAfter: 10, Dup: 3}},
 		{"malformed=7,withhold=2@0,ratelimit=4,shutdown=9,ignorepings", Faults{Malformed: 7, WithholdN: 2, RateLimit: 4, Shutdown: 9, IgnorePings: true}},
+		{"late=300ms", Faults{Late: 300 * time.Millisecond}},
 		{"list=newusdt@100,delist=S0001USDT@5,list=B@1,seed=-3", Faults{
 			List: []SymbolAt{{"NEWUSDT", 100}, {"B", 1}}, Delist: []SymbolAt{{"S0001USDT", 5}}, Seed: -3, HasSeed: true}},
 	}
@@ -39,7 +40,7 @@ func TestParseFaults(t *testing.T) {
 		}
 	}
 	for _, spec := range []string{"drop", "drop=0", "drop=-1", "drop=x", "stall=5s", "stall=x@3", "stall=-1s@3",
-		"withhold=3", "withhold=0@1", "list=@5", "list=X", "delist=X@-1", "ignorepings=1", "seed=a", "bogus=1", "nope"} {
+		"withhold=3", "withhold=0@1", "list=@5", "list=X", "delist=X@-1", "ignorepings=1", "seed=a", "bogus=1", "nope", "late=0s", "late=x"} {
 		if _, err := ParseFaults(spec); !errors.Is(err, ErrFault) {
 			t.Errorf("ParseFaults(%q) err = %v, want ErrFault", spec, err)
 		}

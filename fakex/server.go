@@ -407,6 +407,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, combined, marke
 		s.stats.upgradeFailed.Add(1)
 		return
 	}
+	if d := s.cfg.Faults.Late; d > 0 {
+		// The client has its answer and may take its streams as live.
+		s.fault("late")
+		time.Sleep(d)
+	}
 	c := newConn(s, nc, rw.Reader)
 	c.combined = combined
 	c.noAgg = !s.spot && !market

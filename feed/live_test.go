@@ -193,6 +193,74 @@ func TestLiveListing(t *testing.T) {
 	t.Logf("live %s; faults %v", statsString(d.sess.Stats()), srv.Stats().Faults)
 }
 
+// TestLiveLateSubscription starts the daemon on a feed that trades before it
+// connects and whose connections take effect 1.5 s after they are answered:
+// the trades meanwhile never come. The klines before the first trade the
+// connection delivered are flagged partial; every other equals a replay of
+// what fakex produced.
+func TestLiveLateSubscription(t *testing.T) {
+	const ivs = "1s,1m"
+	srv := syntheticFakex(t, 4, 400, "late=1500ms,seed=5", 0)
+	time.Sleep(time.Second) // trading before the daemon connects
+	cfg := testConfig(srv)
+	// No baseline ticker read before the first trades (Binance's default lag
+	// is 2 s): what proves since when the stream delivers is the stream.
+	cfg.TickerLag = 5 * time.Second
+	d := startDaemon(t, srv, cfg, pipelineConfig(t, ivs))
+	waitFor(t, 20*time.Second, func() bool { return d.p.Routed() >= 2000 }, func() string {
+		return "too few trades routed; live " + statsString(d.sess.Stats())
+	})
+	srv.Stop()
+	waitFor(t, 20*time.Second, func() bool { return d.sess.Stats().Holding == 0 }, func() string {
+		return "symbols still held: " + statsString(d.sess.Stats())
+	})
+	time.Sleep(time.Duration(d.grace)*time.Millisecond + 1500*time.Millisecond)
+	d.stop()
+	if f := srv.Stats().Faults["late"]; f == 0 {
+		t.Fatal("no connection took effect late")
+	}
+
+	want := truth(t, srv, ivs)
+	got := d.col.snapshot()
+	partial := map[[2]string]int64{} // newest partial kline per series
+	for k, v := range got {
+		if v.Flags&shard.FlagPartial != 0 {
+			s := [2]string{k.symbol, k.interval}
+			partial[s] = max(partial[s], k.openTime)
+		}
+	}
+	equal := 0
+	for k, v := range got {
+		if v.Flags&shard.FlagPartial != 0 || v.Flags&shard.FlagEmpty != 0 && want[k].Count == 0 {
+			continue
+		}
+		if p, ok := partial[[2]string{k.symbol, k.interval}]; !ok || k.openTime < p {
+			t.Errorf("kline %v before the series' partial first kline, or none is partial", k)
+			continue
+		}
+		w := want[k]
+		g := v
+		g.Symbol, w.Symbol = 0, 0
+		g.Flags &^= shard.FlagCorrected
+		if g != w {
+			t.Errorf("kline %v differs, unflagged:\n got  %+v\n want %+v", k, g, w)
+			continue
+		}
+		equal++
+	}
+	// The run is shorter than a minute: a 1m kline may not have closed.
+	ones := 0
+	for s := range partial {
+		if s[1] == "1s" {
+			ones++
+		}
+	}
+	if ones != 4 || equal == 0 {
+		t.Errorf("%d 1s series with a partial first kline (want 4), %d klines equal", ones, equal)
+	}
+	t.Logf("%d klines equal; live %s; faults %v", equal, statsString(d.sess.Stats()), srv.Stats().Faults)
+}
+
 // TestLiveRotation rotates every connection many times: the successor is
 // subscribed before the old one is let go, so nothing is lost and nothing is
 // reconnected. Two of the four slots have no symbol: klines still close by the

@@ -57,10 +57,6 @@ func TestLiveScale(t *testing.T) {
 	cfg.PingEvery, cfg.PongTimeout = time.Second, 5*time.Second
 	cfg.Stale = 5 * time.Second // a busy test machine may leave a reader a second behind
 	cfg.Refresh = time.Second
-	// A delisted symbol waits 2 Verify + SuspectDelay for its last word, a
-	// ticker read that this budget may queue behind fills: with the tests'
-	// Verify of 2 s, S0498USDT was retired unverified in some runs.
-	cfg.Verify = 5 * time.Second
 	cfg.MaxDelist = 0.01
 	cfg.MaxHold = 5 * time.Minute
 	pcfg := pipelineConfig(t, ivs)

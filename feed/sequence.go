@@ -72,6 +72,9 @@ type env interface {
 	now() time.Time
 	// exchangeNow is the exchange's clock in Unix ms (math.MinInt64: unknown).
 	exchangeNow() int64
+	// deliveringSince is the exchange time since when the connection that
+	// delivered t surely delivers every trade of its symbols.
+	deliveringSince(t *parse.Trade) int64
 	stats() *counters
 	logger() *zap.Logger
 	config() *Config
@@ -98,6 +101,9 @@ type gap struct {
 	probing bool
 	// empty: the last fill answer had no trade at or after from.
 	empty bool
+	// trailing: the gap lasts until REST has nothing more (a short page): the
+	// last trades of a symbol no longer followed, which no ticker read bounded.
+	trailing bool
 }
 
 // sequence is the state machine of one symbol's aggTrade ids on one slot.
@@ -244,7 +250,12 @@ func (q *sequence) onTrade(e env, t *parse.Trade) {
 	case stateFresh:
 		// The first trade. Trades before since may be missing (its klines
 		// opening before since are partial); trades after since must not be: a
-		// known baseline proves it, or REST is asked since since.
+		// known baseline proves it, or REST is asked since since. since, when
+		// the subscription was made by our clock, may be before the exchange
+		// put it into effect: what the stream proves comes first.
+		if q.since != math.MinInt64 {
+			q.since = max(q.since, e.deliveringSince(t))
+		}
 		continuous := q.baseTID >= 0 && t.FirstID == q.baseTID+1
 		missed := (q.baseTID >= 0 && t.FirstID > q.baseTID+1) || (q.freshLost && !continuous)
 		if missed && q.since != math.MinInt64 {
@@ -379,7 +390,7 @@ func (q *sequence) closeGap(e env) {
 // release leaves stateGap (or an anchor caught up with the stream) for
 // q.afterGap, handing over the held trades in order (one may open the next gap).
 func (q *sequence) release(e env) {
-	held := q.gap.held
+	held, trailing := q.gap.held, q.gap.trailing
 	next := q.afterGap
 	q.state = next
 	q.gen++
@@ -403,6 +414,8 @@ func (q *sequence) release(e env) {
 		}
 	}
 	switch {
+	case q.leaving && q.state == stateLive && trailing:
+		q.retire(e) // REST's last page was its last word
 	case q.leaving && (q.state == stateLive || q.state == stateUnverified):
 		q.setHold(e, q.lastTime)
 		e.wantTicker() // its last word: retired once it shows nothing more
@@ -522,10 +535,14 @@ func (q *sequence) onTick(e env) {
 		}
 	}
 	if q.leaving && (q.state == stateLive || q.state == stateUnverified) && now.Sub(q.leftAt) >= 2*cfg.Verify+cfg.SuspectDelay {
-		e.stats().leftUnverified.Add(1)
-		e.logger().Warn("no ticker read verified the last trades of a symbol no longer followed; retiring it as it is",
-			zap.String("symbol", q.name), zap.Int64("last_agg_id", q.last))
-		q.retire(e)
+		// No ticker read came in time (a binding REST budget delays the
+		// shared read): REST itself says whether trades followed the last
+		// one received, one page for a symbol that stopped trading.
+		e.stats().lastWordREST.Add(1)
+		e.logger().Info("no ticker read verified the last trades of a symbol no longer followed; fetching them from REST",
+			zap.String("symbol", q.name), zap.Int64("from_id", q.last+1))
+		q.openGap(e, q.last+1, math.MaxInt64, math.MaxInt64, nil, stateLive)
+		q.gap.trailing = true
 		return
 	}
 	if q.hold != shard.NoHold && cfg.MaxHold > 0 && now.Sub(q.holdAt) >= cfg.MaxHold {
@@ -618,6 +635,10 @@ func (q *sequence) onFetched(e env, r *fetched) {
 	}
 	if len(r.trades) == r.limit {
 		q.ask(e) // more pages
+		return
+	}
+	if g.trailing {
+		q.closeGap(e) // REST has nothing after: the symbol's last word
 		return
 	}
 	g.empty = len(r.trades) == 0 || r.trades[len(r.trades)-1].AggID < g.from-1

@@ -24,13 +24,15 @@ type fakeEnv struct {
 	commands []string
 	requests []fetch
 	tickers  int // ticker reads asked for
-	c        counters
-	cfg      Config
+	// delivering: since when the connection surely delivers (deliveringSince)
+	delivering int64
+	c          counters
+	cfg        Config
 }
 
 func newFakeEnv(t *testing.T) *fakeEnv {
 	cfg := DefaultConfig(exchange.Futures)
-	return &fakeEnv{t: t, clock: time.Unix(1_700_000_000, 0), exchange: 1_700_000_000_000, cfg: cfg}
+	return &fakeEnv{t: t, clock: time.Unix(1_700_000_000, 0), exchange: 1_700_000_000_000, cfg: cfg, delivering: math.MinInt64}
 }
 
 func (e *fakeEnv) handOver(t *parse.Trade) {
@@ -61,13 +63,14 @@ func (e *fakeEnv) command(c parse.Trade) {
 	e.commands = append(e.commands, s)
 }
 
-func (e *fakeEnv) request(f fetch)     { e.requests = append(e.requests, f) }
-func (e *fakeEnv) wantTicker()         { e.tickers++ }
-func (e *fakeEnv) now() time.Time      { return e.clock }
-func (e *fakeEnv) exchangeNow() int64  { return e.exchange }
-func (e *fakeEnv) stats() *counters    { return &e.c }
-func (e *fakeEnv) logger() *zap.Logger { return zap.NewNop() }
-func (e *fakeEnv) config() *Config     { return &e.cfg }
+func (e *fakeEnv) request(f fetch)                    { e.requests = append(e.requests, f) }
+func (e *fakeEnv) wantTicker()                        { e.tickers++ }
+func (e *fakeEnv) now() time.Time                     { return e.clock }
+func (e *fakeEnv) exchangeNow() int64                 { return e.exchange }
+func (e *fakeEnv) deliveringSince(*parse.Trade) int64 { return e.delivering }
+func (e *fakeEnv) stats() *counters                   { return &e.c }
+func (e *fakeEnv) logger() *zap.Logger                { return zap.NewNop() }
+func (e *fakeEnv) config() *Config                    { return &e.cfg }
 
 func (e *fakeEnv) advance(d time.Duration) {
 	e.clock = e.clock.Add(d)
@@ -129,6 +132,22 @@ func TestSequenceFreshStartsPartial(t *testing.T) {
 	q.onTrade(e, &t1)
 	if _, cmds := e.take(); q.state != stateLive || cmds != "partial@5000" || !slices.Equal(e.handed, []int64{7}) {
 		t.Fatalf("state %v, commands %q, handed %v", q.state, cmds, e.handed)
+	}
+}
+
+// A subscription the exchange put into effect after our clock said (its
+// answer came first, or the clock lags by a request's latency): the klines
+// before the connection's first trade are partial, not only those before the
+// subscription was made.
+func TestSequenceFreshPartialUntilDelivering(t *testing.T) {
+	e := newFakeEnv(t)
+	q := newSequence(3, "BTCUSDT")
+	q.follow(e, 5000, false)
+	e.delivering = 5400 // the connection's first trade, of another symbol
+	t1 := tr(7, 6000)
+	q.onTrade(e, &t1)
+	if _, cmds := e.take(); q.state != stateLive || cmds != "partial@5400" || q.since != 5400 {
+		t.Fatalf("state %v, commands %q, since %d", q.state, cmds, q.since)
 	}
 }
 
@@ -658,5 +677,51 @@ func TestSequenceResume(t *testing.T) {
 	// No partial mark: the shard has the symbol's state from the store.
 	if e.c.resumed.Load() != 1 {
 		t.Fatal("resume not counted")
+	}
+}
+
+// A symbol let go while no ticker read comes (a binding budget): REST itself
+// gives its last word, page by page, before it is retired; nothing trailing
+// is lost.
+func TestSequenceUnfollowWithoutTickerAsksREST(t *testing.T) {
+	e := newFakeEnv(t)
+	q := live(t, e)
+	q.unfollow(e)
+	e.take()
+	e.advance(2*e.cfg.Verify + e.cfg.SuspectDelay)
+	q.onTick(e)
+	reqs, _ := e.take()
+	if q.state != stateGap || len(reqs) != 1 || reqs[0].from != 101 {
+		t.Fatalf("state %v requests %+v", q.state, reqs)
+	}
+	// A full page, then a short one: two trailing trades came after the
+	// stream was let go.
+	full := answer(reqs[0], 101, 100+int64(reqs[0].limit))
+	q.onFetched(e, full)
+	reqs, _ = e.take()
+	if q.state != stateGap || len(reqs) != 1 || reqs[0].from != 101+int64(full.limit) {
+		t.Fatalf("after a full page: state %v requests %+v", q.state, reqs)
+	}
+	last := 100 + int64(full.limit) + 2
+	q.onFetched(e, answer(reqs[0], 101+int64(full.limit), last))
+	if _, cmds := e.take(); q.state != stateIdle || !strings.HasSuffix(cmds, "retire,release") || e.handed[len(e.handed)-1] != last || len(e.handed) != int(last-100) {
+		t.Fatalf("state %v commands %q, %d handed, last %d", q.state, cmds, len(e.handed), e.handed[len(e.handed)-1])
+	}
+	if e.c.lastWordREST.Load() != 1 || e.c.tradesLost.Load() != 0 {
+		t.Fatalf("counters: last word by REST %d, lost %d", e.c.lastWordREST.Load(), e.c.tradesLost.Load())
+	}
+}
+
+// A symbol let go that traded no more: one empty page and it is retired.
+func TestSequenceUnfollowWithoutTickerNothingMore(t *testing.T) {
+	e := newFakeEnv(t)
+	q := live(t, e)
+	q.unfollow(e)
+	e.advance(2*e.cfg.Verify + e.cfg.SuspectDelay)
+	q.onTick(e)
+	reqs, _ := e.take()
+	q.onFetched(e, answer(reqs[0], 101, 100))
+	if _, cmds := e.take(); q.state != stateIdle || cmds != "retire,release" || len(e.handed) != 0 {
+		t.Fatalf("state %v commands %q handed %v", q.state, cmds, e.handed)
 	}
 }

@@ -56,8 +56,16 @@ type slot struct {
 	// keep coming, what was handed over reaches that far, not to the clock (a
 	// backlog in the socket after a stall is older than now).
 	lastEvent int64
-	drained   bool // the last poll found nothing to read: everything until now was read
-	attention bool // a sequence has a gap, a retry, a suspect or a hold: poll often
+	// delivering is the exchange time since when the connection surely
+	// delivers its symbols' trades: the event time of its first aggTrade
+	// since it was dialed or since its last SUBSCRIBE was answered
+	// (math.MinInt64: none yet; subscribing: a SUBSCRIBE is unanswered). Our
+	// clock when the connection was made is not such a bound: the exchange
+	// may put a subscription into effect a moment after it answered, and the
+	// clock's offset is only as good as a request's latency.
+	delivering int64
+	drained    bool // the last poll found nothing to read: everything until now was read
+	attention  bool // a sequence has a gap, a retry, a suspect or a hold: poll often
 }
 
 func newSlot(s *Session, id int) *slot {
@@ -131,9 +139,19 @@ func (sl *slot) wantTicker()             { sl.s.wantTicker(time.Now()) }
 func (sl *slot) command(c parse.Trade)   { sl.f.Command(c) }
 func (sl *slot) now() time.Time          { return time.Now() }
 func (sl *slot) exchangeNow() int64      { return sl.s.clk.now() }
-func (sl *slot) stats() *counters        { return &sl.s.c }
-func (sl *slot) logger() *zap.Logger     { return sl.log }
-func (sl *slot) config() *Config         { return &sl.s.cfg }
+
+// subscribing marks slot.delivering while a SUBSCRIBE is unanswered.
+const subscribing = math.MaxInt64
+
+func (sl *slot) deliveringSince(t *parse.Trade) int64 {
+	if sl.delivering == subscribing {
+		return t.EventTime // a new subscription: in effect by this trade at least
+	}
+	return sl.delivering
+}
+func (sl *slot) stats() *counters    { return &sl.s.c }
+func (sl *slot) logger() *zap.Logger { return sl.log }
+func (sl *slot) config() *Config     { return &sl.s.cfg }
 
 func (sl *slot) request(f fetch) {
 	name := sl.s.table.Load().Name(f.sym)
@@ -278,6 +296,7 @@ func (sl *slot) dial(ctx context.Context, symbols []string) (*exchange.Conn, err
 	sl.backoff.Reset()
 	clear(sl.pending)
 	sl.shutdown = false
+	sl.delivering = math.MinInt64
 	sl.subscribe(symbols)
 	sl.connected.Store(true)
 	sl.heard = time.Now()
@@ -564,6 +583,9 @@ func (sl *slot) frame(frame []byte) {
 	case parse.KindAggTrade:
 		sl.s.c.received.Add(1)
 		sl.lastEvent = max(sl.lastEvent, t.EventTime)
+		if sl.delivering == math.MinInt64 {
+			sl.delivering = t.EventTime
+		}
 		if int(t.Symbol) < len(sl.seqs) && sl.seqs[t.Symbol] != nil {
 			sl.seqs[t.Symbol].onTrade(sl, &t)
 		} else {
@@ -575,6 +597,9 @@ func (sl *slot) frame(frame []byte) {
 			return
 		}
 		delete(sl.pending, id)
+		if len(sl.pending) == 0 && sl.delivering == subscribing {
+			sl.delivering = math.MinInt64 // the next trade says since when
+		}
 		if code != 0 {
 			sl.s.c.subscribeErrors.Add(1)
 			sl.log.Error("subscription refused; will reconnect to resubscribe", zap.Int("code", code), zap.String("msg", msg))
@@ -633,6 +658,9 @@ func (sl *slot) send(conn *exchange.Conn, method string, symbols []string) error
 			return err
 		}
 		sl.pending[sl.nextID] = time.Now()
+		if method == "SUBSCRIBE" {
+			sl.delivering = subscribing
+		}
 		symbols = symbols[n:]
 	}
 	return nil

@@ -23,7 +23,7 @@ type counters struct {
 	gapsOpened, gapsClosed, gapsUnfillable, tradesLost, trailingGaps atomic.Uint64
 	tickerUnconfirmed, verifiedByStream, verifiedByTicker            atomic.Uint64
 	holdsExpired, listingsAnchored, fetchErrors, freshAnchors        atomic.Uint64
-	leftUnverified, resumed                                          atomic.Uint64
+	lastWordREST, resumed                                            atomic.Uint64
 
 	// REST and universe.
 	requests, tickerReads, tickerFailures          atomic.Uint64
@@ -50,7 +50,7 @@ type Stats struct {
 	GapsOpened, GapsClosed, GapsUnfillable, TradesLost, TrailingGaps uint64
 	TickerUnconfirmed, VerifiedByStream, VerifiedByTicker            uint64
 	HoldsExpired, ListingsAnchored, FetchErrors, FreshAnchors        uint64
-	LeftUnverified                                                   uint64 // unfollowed symbols retired without a ticker read
+	LastWordREST                                                     uint64 // unfollowed symbols whose last trades REST confirmed, no ticker read coming in time
 	Resumed                                                          uint64 // symbols resumed from a store
 
 	Requests, TickerReads, TickerFailures          uint64
@@ -73,7 +73,7 @@ func (c *counters) snapshot() Stats {
 		TradesLost: c.tradesLost.Load(), TrailingGaps: c.trailingGaps.Load(), TickerUnconfirmed: c.tickerUnconfirmed.Load(),
 		VerifiedByStream: c.verifiedByStream.Load(), VerifiedByTicker: c.verifiedByTicker.Load(),
 		HoldsExpired: c.holdsExpired.Load(), ListingsAnchored: c.listingsAnchored.Load(), FetchErrors: c.fetchErrors.Load(),
-		FreshAnchors: c.freshAnchors.Load(), LeftUnverified: c.leftUnverified.Load(), Resumed: c.resumed.Load(),
+		FreshAnchors: c.freshAnchors.Load(), LastWordREST: c.lastWordREST.Load(), Resumed: c.resumed.Load(),
 		Requests: c.requests.Load(), TickerReads: c.tickerReads.Load(), TickerFailures: c.tickerFailures.Load(),
 		Listed: c.listed.Load(), Delisted: c.delisted.Load(), UniverseRejected: c.universeRejected.Load(),
 		SlotsAdded: c.slotsAdded.Load(), TimeSyncs: c.timeSyncs.Load(), TimeSyncFailures: c.timeSyncFailures.Load(),
