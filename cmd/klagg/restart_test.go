@@ -163,6 +163,9 @@ func TestRestartSIGKILL(t *testing.T) {
 				t.Errorf("REST served no kline equal to the replay")
 			}
 			t.Logf("%d kills; %d stored klines equal to the uninterrupted replay, %d partial; %d served by REST", kills, checked, partial, servedEqual)
+			if t.Failed() {
+				t.Logf("the last run's stderr:\n%s", stderr)
+			}
 		})
 	}
 }
