@@ -1,16 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/klagg/klagg/exchange"
@@ -211,6 +215,19 @@ func TestBackfillRestart(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	run.stop()
+	// /metrics says the same as /readyz, in numbers.
+	set := metrics.NewSet()
+	backfillMetrics(set, run.p)
+	var exposed bytes.Buffer
+	set.WritePrometheus(&exposed)
+	st := run.p.Stats()
+	for name, v := range map[string]uint64{"klagg_backfill_series": st.Tasks, "klagg_backfill_series_done": st.TasksDone,
+		"klagg_backfill_klines_done": uint64(st.PeriodsDone), "klagg_backfill_klines_fetched_total": st.Klines,
+		"klagg_backfill_requests_total": st.Requests} {
+		if line := fmt.Sprintf("%s %d\n", name, v); v == 0 || !strings.Contains(exposed.String(), line) {
+			t.Errorf("/metrics lacks %q:\n%s", line, exposed.String())
+		}
+	}
 	reqs := run.log.all()
 	want := 0
 	for _, iv := range ivs {

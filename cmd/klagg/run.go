@@ -244,6 +244,7 @@ func runLive(ctx context.Context, args []string) error {
 			storeMetrics(srv.Metrics(), writer)
 		}
 		checks = append(checks, api.ReadyCheck{Name: "backfill done", Check: bf.Ready})
+		backfillMetrics(srv.Metrics(), bf)
 		late.ready.Store(&checks)
 		daemonMetrics(srv.Metrics(), p, live, live.Clock)
 	}

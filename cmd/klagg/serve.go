@@ -231,3 +231,20 @@ func storeMetrics(set *metrics.Set, w *store.Writer) {
 	g(`klagg_store_queued`, func(c *store.Counters) float64 { return float64(c.Queued) })
 	g(`klagg_store_lag_seconds`, func(c *store.Counters) float64 { return c.Lag.Seconds() })
 }
+
+// backfillMetrics registers the history backfill's progress in set (zero when
+// it is off): what /readyz's "backfill done" waits for, as numbers.
+func backfillMetrics(set *metrics.Set, p *backfillProgress) {
+	g := func(name string, f func(st *feed.BackfillStats) float64) {
+		set.NewGauge(name, func() float64 { st := p.Stats(); return f(&st) })
+	}
+	g(`klagg_backfill_series`, func(st *feed.BackfillStats) float64 { return float64(st.Tasks) })
+	g(`klagg_backfill_series_done`, func(st *feed.BackfillStats) float64 { return float64(st.TasksDone) })
+	g(`klagg_backfill_series_failed`, func(st *feed.BackfillStats) float64 { return float64(st.TasksFailed) })
+	g(`klagg_backfill_klines_wanted`, func(st *feed.BackfillStats) float64 { return float64(st.Periods) })
+	g(`klagg_backfill_klines_done`, func(st *feed.BackfillStats) float64 { return float64(st.PeriodsDone) })
+	g(`klagg_backfill_klines_fetched_total`, func(st *feed.BackfillStats) float64 { return float64(st.Klines) })
+	g(`klagg_backfill_requests_total`, func(st *feed.BackfillStats) float64 { return float64(st.Requests) })
+	g(`klagg_backfill_request_errors_total`, func(st *feed.BackfillStats) float64 { return float64(st.Errors) })
+	set.NewGauge(`klagg_backfill_pages_refused_total`, func() float64 { return float64(p.badPages.Load()) })
+}
