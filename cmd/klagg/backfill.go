@@ -308,7 +308,7 @@ func backfillTask(c store.Coverage, iv shard.Interval, depth int) (feed.Backfill
 func (p *backfillProgress) report(ctx context.Context) {
 	var bar *progressbar.ProgressBar
 	if p.opt.bar {
-		bar = progressbar.NewOptions64(-1, progressbar.OptionSetDescription("backfill"), progressbar.OptionSetWriter(os.Stderr),
+		bar = progressbar.NewOptions64(-1, progressbar.OptionSetDescription("backfill"), progressbar.OptionSetWriter(stderr.progress()),
 			progressbar.OptionShowCount(), progressbar.OptionSetItsString("klines"), progressbar.OptionShowIts(),
 			progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
 	}

@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -247,18 +248,18 @@ func newLogger(debug bool) *zap.Logger {
 // buildLogger returns a sampled logger at level on stderr, console lines or JSON.
 func buildLogger(level zapcore.Level, json bool) *zap.Logger {
 	cfg := zap.NewProductionConfig()
-	cfg.Encoding = "console"
-	if json {
-		cfg.Encoding = "json"
-	}
 	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	cfg.DisableStacktrace = true
-	cfg.Level = zap.NewAtomicLevelAt(level)
-	log, err := cfg.Build()
-	if err != nil {
-		return zap.NewNop()
+	enc := zapcore.NewConsoleEncoder(cfg.EncoderConfig)
+	if json {
+		enc = zapcore.NewJSONEncoder(cfg.EncoderConfig)
 	}
-	return log
+	// On stderr through the console the progress bar shares; sampled as
+	// zap's production logger is.
+	out := zapcore.Lock(zapcore.AddSync(stderr.logs()))
+	core := zapcore.NewCore(enc, out, zap.NewAtomicLevelAt(level))
+	s := cfg.Sampling
+	core = zapcore.NewSamplerWithOptions(core, time.Second, s.Initial, s.Thereafter)
+	return zap.New(core, zap.AddCaller(), zap.ErrorOutput(out))
 }
 
 // profiles starts a CPU profile and arranges a heap profile; stop writes them.
