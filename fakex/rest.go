@@ -219,20 +219,66 @@ func (s *Server) aggTrades(q map[string][]string) ([]byte, int) {
 	return append(out, ']'), http.StatusOK
 }
 
-// klineIntervals are the fixed-length intervals klines serves (3d, 1w and 1M,
-// which need calendar alignment, are not served; 1s on spot only).
+// klineIntervals are the intervals klines serves, by length (1s on spot only);
+// 1w and 1M follow the calendar (see grid).
 var klineIntervals = map[string]int64{
 	"1m": 60e3, "3m": 180e3, "5m": 300e3, "15m": 900e3, "30m": 1800e3, "1h": 3600e3, "2h": 7200e3,
-	"4h": 14400e3, "6h": 21600e3, "8h": 28800e3, "12h": 43200e3, "1d": 86400e3,
+	"4h": 14400e3, "6h": 21600e3, "8h": 28800e3, "12h": 43200e3, "1d": day, "3d": 3 * day,
+	"1w": 7 * day, "1M": monthly,
+}
+
+// monthly marks 1M in klineIntervals.
+const monthly = -1
+
+// grid is the period grid of one interval as Binance draws it, in UTC: fixed
+// lengths from the Unix epoch, but 3d from 1970-01-02 (BTCUSDT's first 3d
+// kline opened 2017-08-17, day 17,395 = 1 mod 3), weeks from Monday 00:00 and
+// months from their first day. It is written here apart from the daemon's
+// own (package shard), so that fakex checks it.
+type grid int64
+
+const (
+	day         = 86400e3
+	epochMonday = 4 * day // 1970-01-05, the first Monday
+)
+
+func (g grid) open(t int64) int64 {
+	switch g {
+	case monthly:
+		u := time.UnixMilli(t).UTC()
+		return time.Date(u.Year(), u.Month(), 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	case 7 * day:
+		return t - floorMod(t-epochMonday, int64(g))
+	case 3 * day:
+		return t - floorMod(t-day, int64(g))
+	}
+	return t - floorMod(t, int64(g))
+}
+
+// next is the open time of the period after the one opening at open.
+func (g grid) next(open int64) int64 {
+	if g == monthly {
+		return time.UnixMilli(open).UTC().AddDate(0, 1, 0).UnixMilli()
+	}
+	return open + int64(g)
+}
+
+func floorMod(a, b int64) int64 {
+	m := a % b
+	if m < 0 {
+		m += b
+	}
+	return m
 }
 
 // klines computes klines from the retained history: empty periods between
 // trades repeat the previous close with zero volumes, as Binance does.
 func (s *Server) klines(q map[string][]string) ([]byte, int) {
-	iv, ok := klineIntervals[first(q["interval"])]
+	length, ok := klineIntervals[first(q["interval"])]
 	if first(q["interval"]) == "1s" && s.spot {
-		iv, ok = 1e3, true // spot only, as Binance
+		length, ok = 1e3, true // spot only, as Binance
 	}
+	iv := grid(length)
 	if !ok {
 		return errorBody(-1120, "Invalid interval."), http.StatusBadRequest
 	}
@@ -258,9 +304,12 @@ func (s *Server) klines(q map[string][]string) ([]byte, int) {
 		if sym.n > 0 {
 			last = sym.at(sym.n - 1).time
 		}
-		start = last - last%iv - (limit-1)*iv
+		start = iv.open(last)
+		for range limit - 1 {
+			start = iv.open(start - 1)
+		}
 	}
-	trades := sym.query(nil, -1, start-start%iv, end, 1<<30)
+	trades := sym.query(nil, -1, iv.open(start), end, 1<<30)
 	pd, qd := sym.pd, sym.qd
 	s.mu.RUnlock()
 	out := []byte{'['}
@@ -269,7 +318,7 @@ func (s *Server) klines(q map[string][]string) ([]byte, int) {
 scan:
 	for i := range trades {
 		t := &trades[i]
-		open := t.time - t.time%iv
+		open := iv.open(t.time)
 		if !have {
 			k, have = kline{open: open}, true
 		}
@@ -278,7 +327,7 @@ scan:
 			if n++; n >= limit {
 				break scan
 			}
-			k = kline{open: k.open + iv, o: k.c, h: k.c, l: k.c, c: k.c}
+			k = kline{open: iv.next(k.open), o: k.c, h: k.c, l: k.c, c: k.c}
 		}
 		k.add(t)
 	}
@@ -365,7 +414,7 @@ func (k *kline) add(t *histTrade) {
 }
 
 // append prints k as Binance's kline array.
-func (k *kline) append(dst []byte, iv int64, pd, qd uint8, spot, comma bool) []byte {
+func (k *kline) append(dst []byte, iv grid, pd, qd uint8, spot, comma bool) []byte {
 	if comma {
 		dst = append(dst, ',')
 	}
@@ -381,7 +430,7 @@ func (k *kline) append(dst []byte, iv int64, pd, qd uint8, spot, comma bool) []b
 		dst = append(append(dst, ','), str(v, pd)...)
 	}
 	dst = append(append(dst, ','), str(k.vol, qd)...)
-	dst = strconv.AppendInt(append(dst, ','), k.open+iv-1, 10)
+	dst = strconv.AppendInt(append(dst, ','), iv.next(k.open)-1, 10)
 	dst = append(append(dst, ',', '"'), bigFixed(&k.quote, qq)...)
 	dst = strconv.AppendInt(append(dst, '"', ','), k.count, 10)
 	dst = append(append(dst, ','), str(k.takerVol, qd)...)

@@ -260,3 +260,56 @@ func TestRESTWeightLimit(t *testing.T) {
 		t.Fatalf("over the limit: %d %v", status, h)
 	}
 }
+
+// The calendar grids of 3d, 1w and 1M, against dates worked out by hand.
+func TestKlineGrids(t *testing.T) {
+	ms := func(s string) int64 {
+		v, err := time.Parse("2006-01-02 15:04:05.000", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.UnixMilli()
+	}
+	for _, c := range []struct{ iv, at, open, close string }{
+		{"3d", "2017-08-17 04:00:00.000", "2017-08-17 00:00:00.000", "2017-08-19 23:59:59.999"}, // Binance's BTCUSDT
+		{"3d", "2017-08-16 23:59:59.999", "2017-08-14 00:00:00.000", "2017-08-16 23:59:59.999"},
+		{"1w", "2026-11-26 12:00:00.000", "2026-11-23 00:00:00.000", "2026-11-29 23:59:59.999"}, // a Thursday
+		{"1w", "2026-11-30 00:00:00.000", "2026-11-30 00:00:00.000", "2026-12-06 23:59:59.999"}, // a Monday
+		{"1w", "1969-12-31 00:00:00.000", "1969-12-29 00:00:00.000", "1970-01-04 23:59:59.999"},
+		{"1M", "2024-02-15 08:00:00.000", "2024-02-01 00:00:00.000", "2024-02-29 23:59:59.999"}, // a leap year
+		{"1M", "2026-12-31 23:59:59.999", "2026-12-01 00:00:00.000", "2026-12-31 23:59:59.999"},
+		{"1d", "2026-11-30 13:00:00.000", "2026-11-30 00:00:00.000", "2026-11-30 23:59:59.999"},
+	} {
+		g := grid(klineIntervals[c.iv])
+		if open := g.open(ms(c.at)); open != ms(c.open) || g.next(open)-1 != ms(c.close) {
+			t.Errorf("%s at %s: [%d, %d], want [%s, %s]", c.iv, c.at, open, g.next(open)-1, c.open, c.close)
+		}
+	}
+}
+
+// klines serves 3d, 1w and 1M on their grids.
+func TestRESTKlinesCalendar(t *testing.T) {
+	cfg := synthetic("futures")
+	cfg.Symbols = 1
+	s := startServer(t, cfg)
+	c := dial(t, s.WSURL()+"/market/stream?streams=s0000usdt@aggTrade")
+	for range 10 {
+		c.text()
+	}
+	for _, iv := range []string{"3d", "1w", "1M"} {
+		_, _, body := get(t, s.RESTURL()+"/fapi/v1/klines?symbol=S0000USDT&interval="+iv+"&limit=2")
+		var klines [][]any
+		if err := json.Unmarshal(body, &klines); err != nil {
+			t.Fatalf("%s: %v: %s", iv, err, body)
+		}
+		if len(klines) == 0 {
+			t.Fatalf("%s: no kline: %s", iv, body)
+		}
+		k := klines[len(klines)-1]
+		g := grid(klineIntervals[iv])
+		open, closeTime := int64(k[0].(float64)), int64(k[6].(float64))
+		if g.open(open) != open || closeTime != g.next(open)-1 || k[8].(float64) == 0 {
+			t.Errorf("%s: kline %v off its grid or empty", iv, k)
+		}
+	}
+}

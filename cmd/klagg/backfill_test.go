@@ -354,3 +354,86 @@ func TestBackfillFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestBackfillCalendar backfills the calendar intervals, 3d, 1w and 1M (with
+// 1d), before trade-built klines the test stores: every kline fakex serves
+// before them is stored, on its grid, exactly as served.
+func TestBackfillCalendar(t *testing.T) {
+	names := []string{"AAAUSDT"}
+	const depth = 4
+	srv := replayServer(t, names)
+	ivs, err := shard.ParseIntervals("1d,3d,1w,1M")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := store.DefaultConfig()
+	scfg.Path = filepath.Join(t.TempDir(), "k.db")
+	db, err := store.Open(context.Background(), scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	w, err := store.NewWriter(context.Background(), db, parse.NewSymbolTable(names...), ivs, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// The first trade-built kline of each interval: the period after the
+	// replay's last trade (2019-10-13 11:19 UTC).
+	dataEnd := time.Date(2019, 10, 13, 12, 0, 0, 0, time.UTC).UnixMilli()
+	anchors := make([]int64, len(ivs))
+	for i, iv := range ivs {
+		anchors[i] = iv.NextOpen(iv.OpenTime(dataEnd))
+		k := shard.Kline{Interval: uint8(i), Closed: true, OpenTime: anchors[i], CloseTime: iv.CloseTime(anchors[i]),
+			Open: 1, High: 1, Low: 1, Close: 1, Volume: shard.Uint128{Lo: 5}, Count: 1, Flags: shard.FlagPartial,
+			FirstTradeID: 10, LastTradeID: 10, FirstAggID: 10, LastAggID: 10}
+		if err := w.Kline(&k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	run := startBackfillRun(t, srv, db, names, ivs, depth)
+	deadline := time.Now().Add(time.Minute)
+	for run.p.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("backfill not done: %v", run.p.Ready())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	run.stop()
+
+	client := exchange.NewClient(exchange.ClientConfig{Market: exchange.Futures, BaseURL: srv.RESTURL()})
+	for i, iv := range ivs {
+		stored, err := db.Klines(context.Background(), "futures", names[0], iv.Name, 0, anchors[i]-1, store.MaxLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks, err := client.Klines(context.Background(), names[0], iv.Name, 0, anchors[i]-1, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ks) == 0 || len(stored) != len(ks) {
+			t.Fatalf("%s: %d klines stored, fakex serves %d", iv.Name, len(stored), len(ks))
+		}
+		traded := 0
+		for j := range ks {
+			var want shard.Kline
+			if err := store.ParseRESTKline(&want, (*store.RESTKline)(&ks[j]), iv); err != nil {
+				t.Fatalf("%s: %v", iv.Name, err)
+			}
+			got := stored[j]
+			if got != want || iv.OpenTime(got.OpenTime) != got.OpenTime || got.CloseTime != iv.CloseTime(got.OpenTime) {
+				t.Errorf("%s: stored %+v, fakex serves %+v", iv.Name, got, want)
+			}
+			if got.Count > 0 {
+				traded++
+			}
+		}
+		if traded == 0 {
+			t.Errorf("%s: no stored kline has trades", iv.Name)
+		}
+		t.Logf("%s: %d klines stored from %s", iv.Name, len(stored), time.UnixMilli(stored[0].OpenTime).UTC().Format(time.DateOnly))
+	}
+}
