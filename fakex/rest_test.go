@@ -182,13 +182,7 @@ func TestRESTTimeExchangeInfoErrors(t *testing.T) {
 
 // TestRESTKlinesFromTrades checks the 1m kline against the trades REST serves.
 func TestRESTKlinesFromTrades(t *testing.T) {
-	cfg := synthetic("futures")
-	cfg.Symbols = 1
-	s := startServer(t, cfg)
-	c := dial(t, s.WSURL()+"/market/stream?streams=s0000usdt@aggTrade")
-	for range 100 {
-		c.text()
-	}
+	s := tradingServer(t, 100)
 	trades := aggTradesREST(t, s, "/fapi/v1/", "symbol=S0000USDT&limit=1000")
 	open := trades[0].T - trades[0].T%60000
 	end := trades[len(trades)-1].T - 1 // trades of the last millisecond may still be coming
@@ -289,13 +283,7 @@ func TestKlineGrids(t *testing.T) {
 
 // klines serves 3d, 1w and 1M on their grids.
 func TestRESTKlinesCalendar(t *testing.T) {
-	cfg := synthetic("futures")
-	cfg.Symbols = 1
-	s := startServer(t, cfg)
-	c := dial(t, s.WSURL()+"/market/stream?streams=s0000usdt@aggTrade")
-	for range 10 {
-		c.text()
-	}
+	s := tradingServer(t, 10)
 	for _, iv := range []string{"3d", "1w", "1M"} {
 		_, _, body := get(t, s.RESTURL()+"/fapi/v1/klines?symbol=S0000USDT&interval="+iv+"&limit=2")
 		var klines [][]any
@@ -312,4 +300,18 @@ func TestRESTKlinesCalendar(t *testing.T) {
 			t.Errorf("%s: kline %v off its grid or empty", iv, k)
 		}
 	}
+}
+
+// tradingServer starts a synthetic futures feed of one symbol, S0000USDT, and
+// returns once a client read its first n frames.
+func tradingServer(t *testing.T, n int) *Server {
+	t.Helper()
+	cfg := synthetic("futures")
+	cfg.Symbols = 1
+	s := startServer(t, cfg)
+	c := dial(t, s.WSURL()+"/market/stream?streams=s0000usdt@aggTrade")
+	for range n {
+		c.text()
+	}
+	return s
 }

@@ -92,6 +92,29 @@ func replayServer(t *testing.T, names []string) *fakex.Server {
 	return srv
 }
 
+// backfillStore opens a new database with a writer for names and intervals;
+// both are closed when the test ends.
+func backfillStore(t *testing.T, names []string, intervals string) ([]shard.Interval, *store.DB, *store.Writer) {
+	t.Helper()
+	ivs, err := shard.ParseIntervals(intervals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := store.DefaultConfig()
+	scfg.Path = filepath.Join(t.TempDir(), "k.db")
+	db, err := store.Open(context.Background(), scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	w, err := store.NewWriter(context.Background(), db, parse.NewSymbolTable(names...), ivs, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return ivs, db, w
+}
+
 // backfillRun is one daemon run's backfill: a session on fakex (its REST
 // scheduler; no WebSocket) and the driver on db.
 type backfillRun struct {
@@ -124,6 +147,19 @@ func startBackfillRun(t *testing.T, srv *fakex.Server, db *store.DB, names []str
 	return &backfillRun{cancel: cancel, live: live, p: p, log: l}
 }
 
+// finish waits until the backfill is done (ready), then stops the run.
+func (r *backfillRun) finish(t *testing.T, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for r.p.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("backfill not done after %v: %v", within, r.p.Ready())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.stop()
+}
+
 func (r *backfillRun) stop() {
 	r.cancel()
 	r.p.wait()
@@ -140,23 +176,7 @@ func TestBackfillRestart(t *testing.T) {
 	names := []string{"AAAUSDT", "BBBUSDT", "CCCUSDT"}
 	const depth = 2500
 	srv := replayServer(t, names)
-	ivs, err := shard.ParseIntervals("1m,1h")
-	if err != nil {
-		t.Fatal(err)
-	}
-	scfg := store.DefaultConfig()
-	scfg.Path = filepath.Join(t.TempDir(), "k.db")
-	db, err := store.Open(context.Background(), scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	table := parse.NewSymbolTable(names...)
-	w, err := store.NewWriter(context.Background(), db, table, ivs, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	ivs, db, w := backfillStore(t, names, "1m,1h")
 	// The daemon's first klines from trades: a partial one, then a whole one,
 	// from 2019-10-13 00:00 UTC on (1m: 2500 minutes of history before; 1h:
 	// only 48 hours of it, the rest was before the listing).
@@ -207,14 +227,7 @@ func TestBackfillRestart(t *testing.T) {
 
 	// Run 2 finishes: it asks only for what run 1 did not store.
 	run = startBackfillRun(t, srv, db, names, ivs, depth)
-	deadline = time.Now().Add(2 * time.Minute)
-	for run.p.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("run 2 not done: %v", run.p.Ready())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	run.stop()
+	run.finish(t, 2*time.Minute)
 	// /metrics says the same as /readyz, in numbers.
 	set := metrics.NewSet()
 	backfillMetrics(set, run.p)
@@ -362,22 +375,7 @@ func TestBackfillCalendar(t *testing.T) {
 	names := []string{"AAAUSDT"}
 	const depth = 4
 	srv := replayServer(t, names)
-	ivs, err := shard.ParseIntervals("1d,3d,1w,1M")
-	if err != nil {
-		t.Fatal(err)
-	}
-	scfg := store.DefaultConfig()
-	scfg.Path = filepath.Join(t.TempDir(), "k.db")
-	db, err := store.Open(context.Background(), scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	w, err := store.NewWriter(context.Background(), db, parse.NewSymbolTable(names...), ivs, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	ivs, db, w := backfillStore(t, names, "1d,3d,1w,1M")
 	// The first trade-built kline of each interval: the period after the
 	// replay's last trade (2019-10-13 11:19 UTC).
 	dataEnd := time.Date(2019, 10, 13, 12, 0, 0, 0, time.UTC).UnixMilli()
@@ -395,14 +393,7 @@ func TestBackfillCalendar(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := startBackfillRun(t, srv, db, names, ivs, depth)
-	deadline := time.Now().Add(time.Minute)
-	for run.p.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("backfill not done: %v", run.p.Ready())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	run.stop()
+	run.finish(t, time.Minute)
 
 	client := exchange.NewClient(exchange.ClientConfig{Market: exchange.Futures, BaseURL: srv.RESTURL()})
 	for i, iv := range ivs {
