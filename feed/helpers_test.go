@@ -273,10 +273,10 @@ func (d *daemon) stop() *pipeline.Stats {
 }
 
 func statsString(s Stats) string {
-	return fmt.Sprintf("connects=%d reconnects=%d rotations=%d stale=%d pingtimeouts=%d gaps=%d/%d unfillable=%d lost=%d filled=%d dup=%d bogus=%d held=%d trailing=%d verified=%d/%d holdsExpired=%d requests=%d tickers=%d",
+	return fmt.Sprintf("connects=%d reconnects=%d rotations=%d stale=%d pingtimeouts=%d gaps=%d/%d unfillable=%d lost=%d filled=%d dup=%d bogus=%d held=%d trailing=%d verified=%d/%d holdsExpired=%d requests=%d tickers=%d unwanted=%d lastwordREST=%d",
 		s.Connects, s.Reconnects, s.Rotations, s.StaleReplaced, s.PingTimeouts, s.GapsOpened, s.GapsClosed, s.GapsUnfillable,
 		s.TradesLost, s.Filled, s.Duplicates, s.Bogus, s.Held+s.HeldAtExit, s.TrailingGaps, s.VerifiedByStream, s.VerifiedByTicker,
-		s.HoldsExpired, s.Requests, s.TickerReads)
+		s.HoldsExpired, s.Requests, s.TickerReads, s.Unwanted, s.LastWordREST)
 }
 
 // checkZeroLoss checks that every aggTrade fakex produced reached the shards
@@ -567,10 +567,17 @@ func (d *daemon) dump() string {
 	for name, r := range d.srv.Produced() {
 		i, ok := table.Lookup([]byte(name))
 		var q *sequence
+		var handed int64
 		for _, sl := range slots {
-			if ok && int(i) < len(sl.seqs) && sl.seqs[i] != nil && (q == nil || sl.seqs[i].last > q.last) {
-				q = sl.seqs[i]
+			if ok && int(i) < len(sl.seqs) && sl.seqs[i] != nil {
+				handed += sl.seqs[i].handed
+				if q == nil || sl.seqs[i].last > q.last {
+					q = sl.seqs[i]
+				}
 			}
+		}
+		if handed != r.Count {
+			fmt.Fprintf(&b, "\n%s: produced %d trades (%d..%d, withheld %v), handed over %d", name, r.Count, r.First, r.Last, r.Withheld, handed)
 		}
 		switch {
 		case q == nil:

@@ -146,6 +146,8 @@ type sequence struct {
 	// partialFirst: the first trade an anchor hands over is preceded by
 	// OpPartial(since) (a symbol followed since start, not a listing).
 	partialFirst bool
+	// handed counts the trades handed over (a test's account per symbol).
+	handed int64
 }
 
 func newSequence(sym uint32, name string) *sequence {
@@ -249,19 +251,21 @@ func (q *sequence) onTrade(e env, t *parse.Trade) {
 		return
 	case stateFresh:
 		// The first trade. Trades before since may be missing (its klines
-		// opening before since are partial); trades after since must not be: a
-		// known baseline proves it, or REST is asked since since. since, when
-		// the subscription was made by our clock, may be before the exchange
-		// put it into effect: what the stream proves comes first.
-		if q.since != math.MinInt64 {
-			q.since = max(q.since, e.deliveringSince(t))
-		}
+		// opening before since are partial); trades after since must not be:
+		// REST is asked since since when a baseline shows a hole, else the
+		// stream is trusted from when it surely delivered. since, when the
+		// subscription was made by our clock, may be before the exchange put
+		// it into effect (a baseline's continuity proves nothing of the trades
+		// before the read either).
 		continuous := q.baseTID >= 0 && t.FirstID == q.baseTID+1
 		missed := (q.baseTID >= 0 && t.FirstID > q.baseTID+1) || (q.freshLost && !continuous)
 		if missed && q.since != math.MinInt64 {
 			e.stats().freshAnchors.Add(1)
 			q.anchor(e, t, true)
 			return
+		}
+		if q.since != math.MinInt64 {
+			q.since = max(q.since, e.deliveringSince(t))
 		}
 		q.sendPartial(e, t)
 		q.state = stateLive
@@ -306,6 +310,7 @@ func (q *sequence) pass(e env, t *parse.Trade) {
 		q.suspect = -1
 	}
 	e.handOver(t)
+	q.handed++
 	e.stats().handedOver.Add(1)
 }
 

@@ -181,6 +181,8 @@ func TestSequenceFreshFirstTradeContinuesBaseline(t *testing.T) {
 func TestSequenceFreshFirstTradeAfterAHoleAnchors(t *testing.T) {
 	e := newFakeEnv(t)
 	q := fresh(t, e, true)
+	// The stream delivers since 8500 only: REST, asked since 5000, has it all.
+	e.delivering = 8500
 	// Raw trades 501..510 never reached the stream.
 	first := parse.Trade{AggID: 9, FirstID: 511, LastID: 511, TradeTime: 9000}
 	q.onTrade(e, &first)
