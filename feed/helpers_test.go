@@ -568,16 +568,20 @@ func (d *daemon) dump() string {
 		i, ok := table.Lookup([]byte(name))
 		var q *sequence
 		var handed int64
+		firstHanded := int64(math.MaxInt64)
 		for _, sl := range slots {
 			if ok && int(i) < len(sl.seqs) && sl.seqs[i] != nil {
 				handed += sl.seqs[i].handed
+				if sl.seqs[i].handed > 0 {
+					firstHanded = min(firstHanded, sl.seqs[i].firstHanded)
+				}
 				if q == nil || sl.seqs[i].last > q.last {
 					q = sl.seqs[i]
 				}
 			}
 		}
 		if handed != r.Count {
-			fmt.Fprintf(&b, "\n%s: produced %d trades (%d..%d, withheld %v), handed over %d", name, r.Count, r.First, r.Last, r.Withheld, handed)
+			fmt.Fprintf(&b, "\n%s: produced %d trades (%d..%d, withheld %v), handed over %d from %d", name, r.Count, r.First, r.Last, r.Withheld, handed, firstHanded)
 		}
 		switch {
 		case q == nil:

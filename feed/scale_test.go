@@ -46,7 +46,10 @@ func TestLiveScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	fcfg := fakex.DefaultConfig()
-	fcfg.Symbols, fcfg.Rate, fcfg.Faults, fcfg.WaitConns = 500, rate, f, 3
+	// fakex trades once all four connections the daemon spreads the symbols
+	// over are up: a trade before its subscription took effect is before the
+	// start (its kline partial), not a loss, and this test counts every trade.
+	fcfg.Symbols, fcfg.Rate, fcfg.Faults, fcfg.WaitConns = 500, rate, f, 4
 	fcfg.WeightPerMinute = limit
 	fcfg.History = 1 << 20 // per symbol: the truth replays every trade produced
 	fcfg.ShutdownGrace = 300 * time.Millisecond

@@ -146,8 +146,9 @@ type sequence struct {
 	// partialFirst: the first trade an anchor hands over is preceded by
 	// OpPartial(since) (a symbol followed since start, not a listing).
 	partialFirst bool
-	// handed counts the trades handed over (a test's account per symbol).
-	handed int64
+	// handed counts the trades handed over, the first one's id firstHanded
+	// (a test's account per symbol).
+	handed, firstHanded int64
 }
 
 func newSequence(sym uint32, name string) *sequence {
@@ -310,7 +311,9 @@ func (q *sequence) pass(e env, t *parse.Trade) {
 		q.suspect = -1
 	}
 	e.handOver(t)
-	q.handed++
+	if q.handed++; q.handed == 1 {
+		q.firstHanded = t.AggID
+	}
 	e.stats().handedOver.Add(1)
 }
 
