@@ -139,6 +139,9 @@ func (sl *slot) wantTicker()             { sl.s.wantTicker(time.Now()) }
 func (sl *slot) command(c parse.Trade)   { sl.f.Command(c) }
 func (sl *slot) now() time.Time          { return time.Now() }
 func (sl *slot) exchangeNow() int64      { return sl.s.clk.now() }
+func (sl *slot) stats() *counters        { return &sl.s.c }
+func (sl *slot) logger() *zap.Logger     { return sl.log }
+func (sl *slot) config() *Config         { return &sl.s.cfg }
 
 // subscribing marks slot.delivering while a SUBSCRIBE is unanswered.
 const subscribing = math.MaxInt64
@@ -149,9 +152,6 @@ func (sl *slot) deliveringSince(t *parse.Trade) int64 {
 	}
 	return sl.delivering
 }
-func (sl *slot) stats() *counters    { return &sl.s.c }
-func (sl *slot) logger() *zap.Logger { return sl.log }
-func (sl *slot) config() *Config     { return &sl.s.cfg }
 
 func (sl *slot) request(f fetch) {
 	name := sl.s.table.Load().Name(f.sym)
