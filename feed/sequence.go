@@ -585,6 +585,11 @@ func (q *sequence) ask(e env) {
 	e.request(f)
 }
 
+// lastWordPatience is how long REST may keep failing to give a symbol no
+// longer followed its last word (and FillTries reads at least) before it is
+// retired as it stands.
+const lastWordPatience = time.Minute
+
 // onFetched handles REST's answer to a request of this sequence.
 func (q *sequence) onFetched(e env, r *fetched) {
 	if r.gen != q.gen || (q.state != stateGap && q.state != stateAnchor) {
@@ -597,6 +602,15 @@ func (q *sequence) onFetched(e env, r *fetched) {
 	if r.err != nil {
 		g.errs++
 		c.fetchErrors.Add(1)
+		if g.trailing && g.errs >= cfg.FillTries && e.now().Sub(g.opened) >= lastWordPatience {
+			// REST will not say either (a symbol it no longer knows): retired
+			// as it stands, not fetched for ever at 20 weight a try.
+			c.lastWordUnknown.Add(1)
+			e.logger().Warn("cannot read the last trades of a symbol no longer followed; retiring it as it stands",
+				zap.String("symbol", q.name), zap.Int64("from_id", g.from), zap.Int("attempts", g.errs), zap.Error(r.err))
+			q.closeGap(e)
+			return
+		}
 		backoff := min(time.Duration(g.errs)*200*time.Millisecond, 10*time.Second)
 		g.retryAt = e.now().Add(backoff)
 		if g.errs == 1 || g.errs%10 == 0 {

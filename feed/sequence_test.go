@@ -1,6 +1,7 @@
 package feed
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -725,5 +726,35 @@ func TestSequenceUnfollowWithoutTickerNothingMore(t *testing.T) {
 	q.onFetched(e, answer(reqs[0], 101, 100))
 	if _, cmds := e.take(); q.state != stateIdle || cmds != "retire,release" || len(e.handed) != 0 {
 		t.Fatalf("state %v commands %q handed %v", q.state, cmds, e.handed)
+	}
+}
+
+// A symbol let go that REST no longer knows: after FillTries failed reads
+// over a minute it is retired as it stands, counted and logged, not asked
+// about for ever.
+func TestSequenceUnfollowRESTUnknownGivesUp(t *testing.T) {
+	e := newFakeEnv(t)
+	q := live(t, e)
+	q.unfollow(e)
+	e.advance(2*e.cfg.Verify + e.cfg.SuspectDelay)
+	q.onTick(e)
+	for try := 1; ; try++ {
+		reqs, _ := e.take()
+		if len(reqs) != 1 {
+			t.Fatalf("try %d: state %v requests %+v", try, q.state, reqs)
+		}
+		q.onFetched(e, &fetched{fetch: reqs[0], err: errors.New("-1121 Invalid symbol")})
+		if q.state == stateIdle {
+			// Tries 10 s apart: the minute decides, not FillTries (5).
+			if want := int(lastWordPatience/(10*time.Second)) + 1; try != want {
+				t.Fatalf("retired after %d tries, want %d", try, want)
+			}
+			break
+		}
+		e.advance(10 * time.Second)
+		q.onTick(e)
+	}
+	if e.c.lastWordUnknown.Load() != 1 || len(e.handed) != 0 {
+		t.Fatalf("last word unknown %d, handed %v", e.c.lastWordUnknown.Load(), e.handed)
 	}
 }

@@ -23,7 +23,7 @@ type counters struct {
 	gapsOpened, gapsClosed, gapsUnfillable, tradesLost, trailingGaps atomic.Uint64
 	tickerUnconfirmed, verifiedByStream, verifiedByTicker            atomic.Uint64
 	holdsExpired, listingsAnchored, fetchErrors, freshAnchors        atomic.Uint64
-	lastWordREST, resumed                                            atomic.Uint64
+	lastWordREST, lastWordUnknown, resumed                           atomic.Uint64
 
 	// REST and universe.
 	requests, tickerReads, tickerFailures          atomic.Uint64
@@ -51,6 +51,7 @@ type Stats struct {
 	TickerUnconfirmed, VerifiedByStream, VerifiedByTicker            uint64
 	HoldsExpired, ListingsAnchored, FetchErrors, FreshAnchors        uint64
 	LastWordREST                                                     uint64 // unfollowed symbols whose last trades REST confirmed, no ticker read coming in time
+	LastWordUnknown                                                  uint64 // unfollowed symbols retired as they stood: neither a ticker read nor REST answered
 	Resumed                                                          uint64 // symbols resumed from a store
 
 	Requests, TickerReads, TickerFailures          uint64
@@ -73,7 +74,7 @@ func (c *counters) snapshot() Stats {
 		TradesLost: c.tradesLost.Load(), TrailingGaps: c.trailingGaps.Load(), TickerUnconfirmed: c.tickerUnconfirmed.Load(),
 		VerifiedByStream: c.verifiedByStream.Load(), VerifiedByTicker: c.verifiedByTicker.Load(),
 		HoldsExpired: c.holdsExpired.Load(), ListingsAnchored: c.listingsAnchored.Load(), FetchErrors: c.fetchErrors.Load(),
-		FreshAnchors: c.freshAnchors.Load(), LastWordREST: c.lastWordREST.Load(), Resumed: c.resumed.Load(),
+		FreshAnchors: c.freshAnchors.Load(), LastWordREST: c.lastWordREST.Load(), LastWordUnknown: c.lastWordUnknown.Load(), Resumed: c.resumed.Load(),
 		Requests: c.requests.Load(), TickerReads: c.tickerReads.Load(), TickerFailures: c.tickerFailures.Load(),
 		Listed: c.listed.Load(), Delisted: c.delisted.Load(), UniverseRejected: c.universeRejected.Load(),
 		SlotsAdded: c.slotsAdded.Load(), TimeSyncs: c.timeSyncs.Load(), TimeSyncFailures: c.timeSyncFailures.Load(),
