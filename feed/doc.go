@@ -39,7 +39,8 @@
 //	Idle        follow (at start, or subscribed) Fresh       -
 //	Idle        follow (listed while running)    Anchor      hold at since; REST trades since the listing
 //	Fresh       ticker read after the connection Fresh       baseline: the symbol's last raw trade id
-//	Fresh       trade, f = baseline+1 or none    Live        OpPartial(since): first klines opening before since are partial; hand over
+//	Fresh       trade, f = baseline+1 or none    Live        since = max(since, the connection's first trade's E); OpPartial(since):
+//	                                                         first klines opening before since are partial; hand over
 //	Fresh       trade, f > baseline+1            Anchor      held; REST trades since since (some were missed)
 //	Fresh       connection lost                  Fresh       hold at since; baseline kept only if read before the last frame heard
 //	Fresh       (lost) ticker: id = baseline     Fresh       lift hold: nothing traded while down
@@ -76,6 +77,10 @@
 //	(leaving)   ticker read sent after it:
 //	            l = last's l                     Idle        OpRetire, then lift hold: no empty kline after its last trade
 //	(leaving)   ... l > last's l                 Gap         the trailing trades, then the last word again
+//	(leaving)   no ticker read within
+//	            2 Verify + SuspectDelay          Gap         trailing: REST from last+1 until a short page, then OpRetire
+//	Gap (trail) REST failing FillTries times
+//	            over a minute                    Idle        OpRetire as it stands; counted, logged
 //	Gap, Anchor unsubscribed / delisted          (leaving)   the gap is filled first
 //	any         exit                             -           held trades counted as held at exit, logged
 //
