@@ -128,15 +128,11 @@ func newBackfill(live *feed.Session, db *store.DB, market string, intervals []sh
 func (p *backfillProgress) fillHoles(newest map[string]int64, resumed map[string]feed.Resume) {
 	p.before, p.holes = newest, map[string]bool{}
 	for key := range newest {
-		if sym, _, _ := strings.Cut(key, "\x00"); !hasKey(resumed, sym) {
+		sym, _, _ := strings.Cut(key, "\x00")
+		if _, ok := resumed[sym]; !ok {
 			p.holes[key] = true
 		}
 	}
-}
-
-func hasKey[V any](m map[string]V, k string) bool {
-	_, ok := m[k]
-	return ok
 }
 
 func (p *backfillProgress) start(ctx context.Context) {
