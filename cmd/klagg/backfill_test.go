@@ -76,6 +76,18 @@ func replayServer(t *testing.T, names []string) *fakex.Server {
 		}
 		cfg.Replay = append(cfg.Replay, p)
 	}
+	srv := startFakex(t, cfg)
+	select {
+	case <-srv.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("fakex replay did not finish in a minute")
+	}
+	return srv
+}
+
+// startFakex starts a fake exchange, closed when the test ends.
+func startFakex(t *testing.T, cfg fakex.Config) *fakex.Server {
+	t.Helper()
 	srv, err := fakex.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -84,11 +96,6 @@ func replayServer(t *testing.T, names []string) *fakex.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	select {
-	case <-srv.Done():
-	case <-time.After(time.Minute):
-		t.Fatal("fakex replay did not finish in a minute")
-	}
 	return srv
 }
 

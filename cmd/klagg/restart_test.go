@@ -39,14 +39,7 @@ func TestRestartSIGKILL(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 7))
 			fcfg := fakex.DefaultConfig()
 			fcfg.Symbols, fcfg.Rate, fcfg.History, fcfg.Seed = 12, 300, 1<<20, int64(seed)
-			srv, err := fakex.New(fcfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := srv.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
+			srv := startFakex(t, fcfg)
 			db := filepath.Join(t.TempDir(), "k.db")
 			if d := os.Getenv("KLAGG_KEEP"); d != "" {
 				db = filepath.Join(d, fmt.Sprintf("restart-%d.db", seed))
@@ -225,14 +218,7 @@ func TestRestartLongDown(t *testing.T) {
 	const ivs = "1s,1m"
 	fcfg := fakex.DefaultConfig()
 	fcfg.Market, fcfg.Symbols, fcfg.Rate, fcfg.History = "spot", 6, 200, 1<<20
-	srv, err := fakex.New(fcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := startFakex(t, fcfg)
 	db := filepath.Join(t.TempDir(), "k.db")
 	args := []string{"run", "--market", "spot", "--ws-url", srv.WSURL(), "--rest-url", srv.RESTURL(), "--db", db,
 		"--listen", "", "--intervals", ivs, "--log-level", "info", "--backfill", "1", "--resume-within", "1s"}
