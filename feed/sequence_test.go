@@ -683,16 +683,25 @@ func TestSequenceResume(t *testing.T) {
 	}
 }
 
-// A symbol let go while no ticker read comes (a binding budget): REST itself
-// gives its last word, page by page, before it is retired; nothing trailing
-// is lost.
-func TestSequenceUnfollowWithoutTickerAsksREST(t *testing.T) {
-	e := newFakeEnv(t)
+// leftUnconfirmed returns a live sequence (last = 100) let go, for which no
+// ticker read came within 2 Verify + SuspectDelay: its last word is asked of
+// REST (the request is in e).
+func leftUnconfirmed(t *testing.T, e *fakeEnv) *sequence {
+	t.Helper()
 	q := live(t, e)
 	q.unfollow(e)
 	e.take()
 	e.advance(2*e.cfg.Verify + e.cfg.SuspectDelay)
 	q.onTick(e)
+	return q
+}
+
+// A symbol let go while no ticker read comes (a binding budget): REST itself
+// gives its last word, page by page, before it is retired; nothing trailing
+// is lost.
+func TestSequenceUnfollowWithoutTickerAsksREST(t *testing.T) {
+	e := newFakeEnv(t)
+	q := leftUnconfirmed(t, e)
 	reqs, _ := e.take()
 	if q.state != stateGap || len(reqs) != 1 || reqs[0].from != 101 {
 		t.Fatalf("state %v requests %+v", q.state, reqs)
@@ -718,10 +727,7 @@ func TestSequenceUnfollowWithoutTickerAsksREST(t *testing.T) {
 // A symbol let go that traded no more: one empty page and it is retired.
 func TestSequenceUnfollowWithoutTickerNothingMore(t *testing.T) {
 	e := newFakeEnv(t)
-	q := live(t, e)
-	q.unfollow(e)
-	e.advance(2*e.cfg.Verify + e.cfg.SuspectDelay)
-	q.onTick(e)
+	q := leftUnconfirmed(t, e)
 	reqs, _ := e.take()
 	q.onFetched(e, answer(reqs[0], 101, 100))
 	if _, cmds := e.take(); q.state != stateIdle || cmds != "retire,release" || len(e.handed) != 0 {
@@ -734,10 +740,7 @@ func TestSequenceUnfollowWithoutTickerNothingMore(t *testing.T) {
 // about for ever.
 func TestSequenceUnfollowRESTUnknownGivesUp(t *testing.T) {
 	e := newFakeEnv(t)
-	q := live(t, e)
-	q.unfollow(e)
-	e.advance(2*e.cfg.Verify + e.cfg.SuspectDelay)
-	q.onTick(e)
+	q := leftUnconfirmed(t, e)
 	for try := 1; ; try++ {
 		reqs, _ := e.take()
 		if len(reqs) != 1 {
