@@ -83,11 +83,15 @@ type CapacityStep struct {
 	Produced     int64   `json:"produced"`
 	Applied      int64   `json:"applied"`
 	Lost         int64   `json:"lost"`
-	Reconnects   uint64  `json:"reconnects"`
-	GapsFilled   uint64  `json:"gaps_filled"`
-	P50LatencyUS float64 `json:"p50_latency_us"`
-	P99LatencyUS float64 `json:"p99_latency_us"`
-	Samples      int     `json:"latency_samples"`
+	// AllocsPerTrade is the heap objects the process allocated in the step
+	// (fakex's included, with the daemon's start and stop) per trade applied:
+	// the live path allocates nothing per trade, so this stays near zero.
+	AllocsPerTrade float64 `json:"allocs_per_trade"`
+	Reconnects     uint64  `json:"reconnects"`
+	GapsFilled     uint64  `json:"gaps_filled"`
+	P50LatencyUS   float64 `json:"p50_latency_us"`
+	P99LatencyUS   float64 `json:"p99_latency_us"`
+	Samples        int     `json:"latency_samples"`
 	// P99LatencyWarmUS is the p99 of the samples sent CloseWarmup or more
 	// after fakex's first sample, once every symbol's state is allocated:
 	// the steady state, shown beside the whole step's (which judges).
@@ -402,6 +406,9 @@ func capacityStep(outer context.Context, cfg CapacityConfig, market exchange.Mar
 
 	st.Applied = int64(d.shard.Trades) // the live slots drop duplicates before the shards
 	st.Lost = max(0, st.Produced-st.Applied)
+	if st.Applied > 0 {
+		st.AllocsPerTrade = float64(readMetric("/gc/heap/allocs:objects")-mem.allocs) / float64(st.Applied)
+	}
 	st.AchievedRate = float64(st.Applied) / st.OfferSeconds
 	st.ProducedRate = float64(st.Produced) / st.OfferSeconds
 	st.Reconnects, st.GapsFilled = d.reconnects, d.gapsClosed
@@ -594,6 +601,7 @@ func closeDelays(v []int64) CloseDelays {
 type memWatch struct {
 	reset     bool // the RSS peak was reset for the step
 	heapPeak  atomic.Uint64
+	allocs    uint64 // heap objects allocated before the step
 	done      chan struct{}
 	wg        sync.WaitGroup
 	stopOnce  sync.Once
@@ -611,6 +619,7 @@ func watchMemory() *memWatch {
 	w.available = err == nil
 	w.reset = w.available && resetPeakRSS() == nil
 	w.heapPeak.Store(heapObjectsBytes())
+	w.allocs = readMetric("/gc/heap/allocs:objects")
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()

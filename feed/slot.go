@@ -56,6 +56,9 @@ type slot struct {
 	// keep coming, what was handed over reaches that far, not to the clock (a
 	// backlog in the socket after a stall is older than now).
 	lastEvent int64
+	// trade is what frame decodes into: a local would escape (sequences take
+	// it through the env interface) and cost an allocation per frame.
+	trade parse.Trade
 	// delivering is the exchange time since when the connection surely
 	// delivers its symbols' trades: the event time of its first aggTrade
 	// since it was dialed or since its last SUBSCRIBE was answered
@@ -574,8 +577,8 @@ func (sl *slot) checkStale() error {
 
 // frame handles one message of the stream.
 func (sl *slot) frame(frame []byte) {
-	var t parse.Trade
-	kind, ok := sl.f.Decode(&t, frame)
+	t := &sl.trade
+	kind, ok := sl.f.Decode(t, frame)
 	if !ok {
 		return
 	}
@@ -587,7 +590,7 @@ func (sl *slot) frame(frame []byte) {
 			sl.delivering = t.EventTime
 		}
 		if int(t.Symbol) < len(sl.seqs) && sl.seqs[t.Symbol] != nil {
-			sl.seqs[t.Symbol].onTrade(sl, &t)
+			sl.seqs[t.Symbol].onTrade(sl, t)
 		} else {
 			sl.s.c.unwanted.Add(1)
 		}
