@@ -2,6 +2,7 @@ package fakex
 
 import (
 	"bytes"
+	"runtime"
 	"slices"
 	"strconv"
 	"time"
@@ -40,6 +41,12 @@ func (b *batch) reset() {
 	b.stamped = -1
 }
 
+// yieldEvery is how long the producer runs at most before it lets other
+// goroutines have its P. Measured with klagg capacity at 2M trades/s
+// (bench/RESULTS.md): every batch (0) left fakex short of the rate; 500 us
+// kept the rate with p99 5.9-6.0 ms; 2 ms and 5 ms, 7.6-8.4 and 11.6-13.3 ms.
+const yieldEvery = 500 * time.Microsecond
+
 // batchMax is the most frames fanned out at once: large enough to carry many
 // frames per write, small enough to keep a paced feed smooth.
 const batchMax = 512
@@ -53,6 +60,7 @@ func (s *Server) synthesize() {
 	tick := time.NewTimer(time.Hour)
 	defer tick.Stop()
 	start := time.Now()
+	yielded := start
 	var produced int64
 	for {
 		select {
@@ -90,6 +98,14 @@ func (s *Server) synthesize() {
 			s.cfg.Sample(x.symbol, x.aggID)
 		}
 		s.fanout(b)
+		// Behind the rate, the loop makes batch after batch without
+		// blocking and would keep its P for a whole preemption slice (10
+		// ms) while the connections it feeds, and a daemon sharing the
+		// process, wait: it lets them run every yieldEvery.
+		if now := time.Now(); now.Sub(yielded) >= yieldEvery {
+			runtime.Gosched()
+			yielded = now
+		}
 	}
 }
 
