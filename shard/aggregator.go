@@ -114,8 +114,8 @@ type series struct {
 type symbolState struct {
 	ids      idRuns
 	sym      uint32
-	dirty    bool // in Aggregator.dirty: base updates or parent updates pending
-	pdirty   bool // trades since the last parent updates, in [pdMin, pdMax]
+	dirty    bool // in Aggregator.dirty: base updates pending
+	pdirty   bool // in Aggregator.parents: trades since the last parent updates, in [pdMin, pdMax]
 	retired  bool
 	hold     int64 // klines with CloseTime >= hold stay open (NoHold: none)
 	lastTime int64 // largest trade time applied
@@ -154,11 +154,16 @@ type Aggregator struct {
 	symbols []*symbolState // indexed by parse.Trade.Symbol
 	live    int            // non-nil symbols
 	retired int            // retired symbols not freed yet
-	dirty   []uint32       // symbols with updates pending
-	slab    int            // entries per symbol
-	c       Counters
-	upd     Kline  // the parent kline being handed to Update
-	folds   []fold // by interval, for the symbol flushParents is at
+	dirty   []uint32       // symbols with base updates pending
+	// parents lists the symbols with parents' updates pending, in the order
+	// they traded; parents[next:round] are due in the round StartParents
+	// began, the rest in the next.
+	parents     []uint32
+	next, round int
+	slab        int // entries per symbol
+	c           Counters
+	upd         Kline  // the parent kline being handed to Update
+	folds       []fold // by interval, for the symbol flushParents is at
 
 	// Rarely used, by symbol: holds and partial starts waiting for a first
 	// trade (0: none), and what is left of retired symbols.
@@ -341,6 +346,7 @@ func (a *Aggregator) relist(st *symbolState, at int64) {
 func (a *Aggregator) markDirty(st *symbolState, at int64) {
 	if !st.pdirty {
 		st.pdirty, st.pdMin, st.pdMax = true, at, at
+		a.parents = append(a.parents, st.sym)
 	} else {
 		st.pdMin, st.pdMax = min(st.pdMin, at), max(st.pdMax, at)
 	}
@@ -859,30 +865,73 @@ func (a *Aggregator) closeUpTo(limit int64) {
 // the caller asks for them at the pace they are consumed. When Update refuses
 // one, it stops; the rest stays pending for the next call.
 func (a *Aggregator) FlushUpdates(parents bool) {
-	kept := 0 // a.dirty[:kept]: symbols whose parents' updates are still due
+	if !a.flushBases() || !parents {
+		return
+	}
+	a.StartParents()
+	a.flushParentsSome(len(a.parents))
+}
+
+// StartParents begins a round of parents' updates: every symbol with trades
+// since its parents' last update is due for one, which FlushUpdatesSome
+// emits a few symbols at a time. Symbols that trade later wait for the next
+// round.
+func (a *Aggregator) StartParents() {
+	n := copy(a.parents, a.parents[a.next:])
+	a.parents, a.next, a.round = a.parents[:n], 0, n
+}
+
+// FlushUpdatesSome is FlushUpdates with the parents' folds spread over calls:
+// it emits every changed base kline and the parents' running klines of at
+// most n of the symbols due in the round StartParents began, and reports
+// whether the round is over. Folding a few hundred symbols' parents at once
+// keeps a shard from its trades for a millisecond; a few at a time, between
+// batches of trades, for microseconds.
+func (a *Aggregator) FlushUpdatesSome(n int) (roundDone bool) {
+	return a.flushBases() && a.flushParentsSome(n)
+}
+
+// flushBases emits the changed base klines of every symbol that traded since
+// the last call; false if Update refused one (the rest stays pending).
+func (a *Aggregator) flushBases() bool {
 	for j, sym := range a.dirty {
 		st := a.symbols[sym]
 		if st == nil || !st.dirty {
 			continue
 		}
-		if !a.flushBase(st) || (parents && !a.flushParents(st)) {
+		if !a.flushBase(st) {
 			a.c.UpdatesDeferred++
-			kept += copy(a.dirty[kept:], a.dirty[j:])
-			a.dirty = a.dirty[:kept]
-			return
-		}
-		if st.pdirty {
-			a.dirty[kept] = sym
-			kept++
-			continue
+			a.dirty = a.dirty[:copy(a.dirty, a.dirty[j:])]
+			return false
 		}
 		st.dirty = false
 	}
-	a.dirty = a.dirty[:kept]
+	a.dirty = a.dirty[:0]
+	return true
+}
+
+// flushParentsSome emits the parents' updates of at most n symbols of the
+// round and reports whether the round is over.
+func (a *Aggregator) flushParentsSome(n int) bool {
+	for ; a.next < a.round; a.next++ {
+		st := a.symbols[a.parents[a.next]]
+		if st == nil || !st.pdirty {
+			continue
+		}
+		if n == 0 {
+			return false
+		}
+		if !a.flushParents(st) {
+			a.c.UpdatesDeferred++
+			return false
+		}
+		n--
+	}
+	return true
 }
 
 // Pending reports updates not emitted yet: FlushUpdates has work.
-func (a *Aggregator) Pending() bool { return len(a.dirty) > 0 }
+func (a *Aggregator) Pending() bool { return len(a.dirty) > 0 || a.next < len(a.parents) }
 
 // flushBase emits the symbol's changed base klines; false if refused.
 func (a *Aggregator) flushBase(st *symbolState) bool {

@@ -724,3 +724,94 @@ func TestLateness(t *testing.T) {
 		}
 	}
 }
+
+// updateCounter counts running updates by symbol and interval.
+type updateCounter struct {
+	nopEmitter
+	n map[[2]uint32]int
+}
+
+func (u *updateCounter) Update(k *Kline) bool {
+	u.n[[2]uint32{k.Symbol, uint32(k.Interval)}]++
+	return true
+}
+
+// A round of parents' updates spread over calls: every call emits every
+// changed base kline, each symbol due in the round gets its parents' updates
+// exactly once, a few per call, and symbols that trade during the round wait
+// for the next one.
+func TestFlushUpdatesSomeRounds(t *testing.T) {
+	ivs, err := ParseIntervals("1m,5m,1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &updateCounter{n: map[[2]uint32]int{}}
+	a, err := New(Config{Intervals: ivs, Grace: 2000}, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const syms, per = 10, 3
+	agg := int64(1)
+	trade := func(sym uint32, sec int) {
+		tr := tradeAt(sym, agg, fmt.Sprintf("2024-02-29 00:00:%02d.000", sec), "1", "1", false)
+		agg++
+		a.Apply(&tr)
+	}
+	parentUpdates := func() (n int) {
+		for k, c := range u.n {
+			if k[1] > 0 {
+				n += c
+			}
+		}
+		return n
+	}
+	for s := range uint32(syms) {
+		trade(s, 1)
+	}
+	a.StartParents()
+	calls := 0
+	for done := false; !done; calls++ {
+		before := parentUpdates()
+		done = a.FlushUpdatesSome(per)
+		if got := parentUpdates() - before; got > 2*per {
+			t.Fatalf("call %d emitted %d parents' updates, want at most %d (2 parents of %d symbols)", calls, got, 2*per, per)
+		}
+		if calls == 0 {
+			trade(0, 2)      // folded in this call already: due again next round
+			trade(syms, 2)   // a new symbol: next round
+			trade(syms-1, 3) // not folded yet: folded once, with this trade
+		}
+	}
+	if want := (syms + per - 1) / per; calls != want {
+		t.Errorf("round took %d calls, want %d", calls, want)
+	}
+	for s := range uint32(syms + 1) {
+		for i := range ivs {
+			got, want := u.n[[2]uint32{s, uint32(i)}], 1
+			switch {
+			case i == 0 && (s == 0 || s == syms-1): // base: again after its second trade
+				want = 2
+			case i > 0 && s == syms: // its parents wait for the next round
+				want = 0
+			}
+			if got != want {
+				t.Errorf("symbol %d interval %d: %d updates, want %d", s, i, got, want)
+			}
+		}
+	}
+	if !a.Pending() {
+		t.Error("Pending false with symbols 0 and 10 due in the next round")
+	}
+	a.StartParents()
+	if !a.FlushUpdatesSome(per) {
+		t.Error("second round of two symbols not done in one call")
+	}
+	for s, want := range map[uint32]int{0: 2, syms: 1} {
+		if got := u.n[[2]uint32{s, 1}]; got != want {
+			t.Errorf("symbol %d: %d 5m updates after two rounds, want %d", s, got, want)
+		}
+	}
+	if a.Pending() {
+		t.Error("Pending true after both rounds")
+	}
+}

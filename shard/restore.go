@@ -319,4 +319,9 @@ func (a *Aggregator) install(st *symbolState) {
 		copy(d, a.dirty)
 		a.dirty = d
 	}
+	if cap(a.parents) < a.live {
+		d := make([]uint32, len(a.parents), 2*a.live+16)
+		copy(d, a.parents)
+		a.parents = d
+	}
 }
