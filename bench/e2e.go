@@ -3,8 +3,10 @@ package bench
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"runtime"
+	"runtime/trace"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -35,6 +37,9 @@ type E2EConfig struct {
 	// any: the pipeline starts, every symbol's kline state is allocated and the
 	// caches fill. 0 means a fifth of the measured time, at most 1 s.
 	Warmup time.Duration
+	// Trace, when set, receives a runtime execution trace of the latency
+	// phase's measured part (go tool trace): where a slow sample waited.
+	Trace io.Writer
 }
 
 // DefaultE2EConfig is what `klagg bench` runs without flags.
@@ -284,7 +289,7 @@ func latency(ctx context.Context, cfg E2EConfig, pcfg pipeline.Config, symbols [
 	}
 	pr := &probe{agg: make([]atomic.Int64, len(symbols)), t0: make([]atomic.Int64, len(symbols))}
 	sink := &latencySink{probe: pr, lat: make([]int64, 0, n)}
-	src := &paced{frames: frames, n: n, metas: metas, rate: cfg.Rate, warm: warm, dur: dur, probe: pr, lag: make([]int64, 0, n)}
+	src := &paced{frames: frames, n: n, metas: metas, rate: cfg.Rate, warm: warm, dur: dur, probe: pr, trace: cfg.Trace, lag: make([]int64, 0, n)}
 	p, err := pipeline.New(pcfg, table, []pipeline.Source{src}, sink, nil)
 	if err != nil {
 		return err
@@ -372,6 +377,7 @@ type paced struct {
 	rate      float64
 	warm, dur time.Duration
 	probe     *probe
+	trace     io.Writer
 
 	sent     int           // frames handed over while measuring
 	took     time.Duration // the time they took
@@ -405,6 +411,12 @@ func (s *paced) Run(ctx context.Context, f *pipeline.Feeder) error {
 		if !measuring && now >= measureFrom {
 			runtime.ReadMemStats(&ms) // once, between frames: it stops the world
 			s.gcCycles, s.allocs = ms.NumGC, ms.Mallocs
+			if s.trace != nil {
+				if err := trace.Start(s.trace); err != nil {
+					return err
+				}
+				defer trace.Stop()
+			}
 			now = nanotime()
 			measuring, first, measureFrom, due = true, i, now, float64(now)
 		}

@@ -20,9 +20,15 @@ func TestRunE2E(t *testing.T) {
 	cfg.Naive = 20_000
 	cfg.Rate = 20_000
 	cfg.DataRate = 500 // 100 s of market time: minutes close
+	var tr bytes.Buffer
+	cfg.Trace = &tr
 	res, err := RunE2E(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// go tool trace reads what the latency phase wrote: its header, then events.
+	if hdr, _, ok := bytes.Cut(tr.Bytes(), []byte(" trace\x00")); !ok || !bytes.HasPrefix(hdr, []byte("go 1.")) || tr.Len() < 1024 {
+		t.Errorf("execution trace of %d bytes, not a Go trace: %q", tr.Len(), tr.Bytes()[:min(tr.Len(), 16)])
 	}
 	if res.Trades != uint64(res.Passes)*uint64(cfg.Frames) {
 		t.Errorf("trades %d over %d passes of %d frames", res.Trades, res.Passes, cfg.Frames)

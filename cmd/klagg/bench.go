@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"time"
 
@@ -28,6 +29,7 @@ func runBench(ctx context.Context, args []string) error {
 	procs := fs.Int("procs", 0, "GOMAXPROCS for the run (0: the Go runtime's default, one per CPU)")
 	cpu := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	mem := fs.String("memprofile", "", "write an allocation profile to this file")
+	traceTo := fs.String("trace", "", "write an execution trace of the latency phase's measured part to this file (go tool trace)")
 	setUsage(fs, "klagg bench [--json] [--duration 10s] [--symbols 500] [--shards 2] [--rate 100000] [flags]",
 		"Runs the pipeline over synthetic frames beside a naive baseline, then a paced phase measuring\nlatency from a frame handed to the source to its kline update.")
 	if err := parseFlags(fs, args); err != nil {
@@ -54,6 +56,15 @@ func runBench(ctx context.Context, args []string) error {
 	if *procs > 0 {
 		runtime.GOMAXPROCS(*procs)
 	}
+	var traceFile *os.File
+	if *traceTo != "" {
+		f, err := os.Create(*traceTo)
+		if err != nil {
+			return err
+		}
+		defer f.Close() // on an early return; closed and checked below
+		traceFile, cfg.Trace = f, f
+	}
 	stop, err := profiles(*cpu, *mem)
 	if err != nil {
 		return err
@@ -62,6 +73,11 @@ func runBench(ctx context.Context, args []string) error {
 	res, err := bench.RunE2E(ctx, cfg)
 	if serr := stop(); err == nil {
 		err = serr
+	}
+	if traceFile != nil {
+		if cerr := traceFile.Close(); err == nil {
+			err = cerr
+		}
 	}
 	if err != nil {
 		return err
