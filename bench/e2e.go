@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"runtime/trace"
 	"slices"
 	"sync/atomic"
@@ -294,7 +295,11 @@ func latency(ctx context.Context, cfg E2EConfig, pcfg pipeline.Config, symbols [
 	if err != nil {
 		return err
 	}
-	runtime.GC() // the throughput passes' and the naive baseline's garbage
+	// The throughput passes' and the naive baseline's garbage, collected and
+	// its pages returned to the OS now: left to the background scavenger,
+	// they were returned during the measurement, in chunks that held a P for
+	// a millisecond each (seen in --trace).
+	debug.FreeOSMemory()
 	if err := p.Run(ctx); err != nil {
 		return err
 	}
