@@ -36,7 +36,7 @@ type aggregator struct {
 // parentFolds is how many symbols' parents an aggregator folds per loop in
 // a round of parents' updates. One symbol's 14 parents (Binance's futures
 // set) take about 4 us here: 250 symbols at once held a shard's trades for
-// a millisecond every ParentUpdates, which was most of klagg bench's p99.
+// a millisecond every ParentUpdates (bench/speed-results.md).
 const parentFolds = 4
 
 func newAggregator(p *Pipeline, id int) (*aggregator, error) {
