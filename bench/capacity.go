@@ -276,21 +276,6 @@ func boundaryFrom(iv shard.Interval, t int64) int64 {
 	return t
 }
 
-// sleepCtx sleeps for d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 func capacityStep(outer context.Context, cfg CapacityConfig, market exchange.Market, rate float64, dur time.Duration) (CapacityStep, error) {
 	st := CapacityStep{OfferedRate: rate}
 	ctx, cancel := context.WithCancel(outer)
@@ -312,7 +297,7 @@ func capacityStep(outer context.Context, cfg CapacityConfig, market exchange.Mar
 	if cfg.AlignCloses {
 		now := time.Now().UnixMilli()
 		b := boundaryFrom(base, now+CloseWarmup.Milliseconds())
-		if err := sleepCtx(ctx, time.Duration(b-now)*time.Millisecond-CloseWarmup); err != nil {
+		if err := exchange.Sleep(ctx, time.Duration(b-now)*time.Millisecond-CloseWarmup); err != nil {
 			return st, err
 		}
 		offer = max(dur, CloseWarmup+grace+CloseMargin)
@@ -371,7 +356,7 @@ func capacityStep(outer context.Context, cfg CapacityConfig, market exchange.Mar
 		// by watermark too), then stop the exchange and let the daemon take
 		// in what is on the wire.
 		offerStart := time.Now()
-		if sleepCtx(ctx, offer) != nil {
+		if exchange.Sleep(ctx, offer) != nil {
 			return
 		}
 		if cfg.AlignCloses {
@@ -379,7 +364,7 @@ func capacityStep(outer context.Context, cfg CapacityConfig, market exchange.Mar
 			// exchange time the aligned period needs; wait a bounded while.
 			target := boundaryFrom(base, start+CloseWarmup.Milliseconds()/2) + (grace + CloseMargin).Milliseconds()
 			for deadline := time.Now().Add(grace + CloseMargin); srv.Clock() < target && time.Now().Before(deadline); {
-				if sleepCtx(ctx, 10*time.Millisecond) != nil {
+				if exchange.Sleep(ctx, 10*time.Millisecond) != nil {
 					return
 				}
 			}

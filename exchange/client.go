@@ -109,7 +109,7 @@ func NewClient(cfg ClientConfig) *Client {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = d.MaxBody
 	}
-	c := &Client{cfg: cfg, now: time.Now, sleep: sleepCtx}
+	c := &Client{cfg: cfg, now: time.Now, sleep: Sleep}
 	if cfg.Market == Spot {
 		c.paths = restPaths{"/api/v3/exchangeInfo", "/api/v3/aggTrades", "/api/v3/klines", "/api/v3/time"}
 		c.maxLimit = 1000

@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// sleepCtx waits for d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// Sleep waits for d or until ctx is done, and returns ctx.Err() in the
+// second case (at once when d <= 0 and ctx is done).
+func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
@@ -111,7 +112,7 @@ type DialLimiter struct {
 
 // NewDialLimiter returns a limiter admitting n attempts per window.
 func NewDialLimiter(n int, window time.Duration) *DialLimiter {
-	return &DialLimiter{w: newSlidingWindow(n, window), now: time.Now, sleep: sleepCtx}
+	return &DialLimiter{w: newSlidingWindow(n, window), now: time.Now, sleep: Sleep}
 }
 
 // Wait blocks until an attempt is allowed and records it, or returns ctx's

@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -110,5 +111,21 @@ func TestDialLimiterConcurrent(t *testing.T) {
 	defer cancel()
 	if err := l.Wait(ctx); err == nil {
 		t.Error("51st attempt within the hour was admitted")
+	}
+}
+
+func TestSleep(t *testing.T) {
+	if err := Sleep(context.Background(), time.Millisecond); err != nil {
+		t.Errorf("Sleep of 1ms: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, d := range []time.Duration{0, -time.Second, time.Hour} {
+		if err := Sleep(ctx, d); !errors.Is(err, context.Canceled) {
+			t.Errorf("Sleep(%v) with ctx cancelled: %v, want %v", d, err, context.Canceled)
+		}
+	}
+	if err := Sleep(context.Background(), 0); err != nil {
+		t.Errorf("Sleep(0): %v", err)
 	}
 }

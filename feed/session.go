@@ -204,7 +204,7 @@ func (s *Session) fetchUniverse(ctx context.Context, client *exchange.Client, re
 		s.log.Error("cannot read the symbol universe; retrying",
 			zap.String("market", s.cfg.Market.String()), zap.String("rest", s.cfg.Endpoints.REST),
 			zap.Error(err), zap.Duration("retry_in", wait))
-		if !sleep(ctx, wait) {
+		if exchange.Sleep(ctx, wait) != nil {
 			return nil, fmt.Errorf("cannot read the symbol universe from %s: %w (before: %w)", s.cfg.Endpoints.REST, ctx.Err(), last)
 		}
 	}
@@ -448,16 +448,4 @@ func (s *Session) syncTime(ctx context.Context) {
 	}
 	s.clk.set(server + rtt.Milliseconds()/2)
 	s.c.timeSyncs.Add(1)
-}
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -207,7 +207,7 @@ func (p *backfillProgress) put(ctx context.Context, page feed.BackfillPage) erro
 func (p *backfillProgress) plan(ctx context.Context) {
 	wait := p.opt.settle
 	for {
-		if !sleepCtx(ctx, wait) {
+		if exchange.Sleep(ctx, wait) != nil {
 			return
 		}
 		wait = p.opt.rescan
@@ -346,17 +346,5 @@ func (p *backfillProgress) report(ctx context.Context) {
 				zap.Uint64("klines", st.Klines), zap.Uint64("requests", st.Requests), zap.Uint64("errors", st.Errors))
 		}
 		done = finished
-	}
-}
-
-// sleepCtx waits d or until ctx ends; it reports whether d passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
