@@ -234,8 +234,8 @@ func TestLiveLateSubscription(t *testing.T) {
 		if v.Flags&shard.FlagPartial != 0 || v.Flags&shard.FlagEmpty != 0 && want[k].Count == 0 {
 			continue
 		}
-		if p, ok := partial[[2]string{k.symbol, k.interval}]; !ok || k.openTime < p {
-			t.Errorf("kline %v before the series' partial first kline, or none is partial", k)
+		if p, ok := partial[[2]string{k.symbol, k.interval}]; ok && k.openTime < p {
+			t.Errorf("kline %v before the series' partial first kline", k)
 			continue
 		}
 		w := want[k]
@@ -248,17 +248,21 @@ func TestLiveLateSubscription(t *testing.T) {
 		}
 		equal++
 	}
-	// The run is shorter than a minute: a 1m kline may not have closed.
+	// A series whose first delivered trade opens a later period than the
+	// one the stream was trusted from has a whole first kline: the trades
+	// lost before it were in a period no kline of it covers (every kline
+	// above equals the replay). The run is shorter than a minute: a 1m kline
+	// may not have closed.
 	ones := 0
 	for s := range partial {
 		if s[1] == "1s" {
 			ones++
 		}
 	}
-	if ones != 4 || equal == 0 {
-		t.Errorf("%d 1s series with a partial first kline (want 4), %d klines equal", ones, equal)
+	if ones == 0 || equal == 0 {
+		t.Errorf("%d 1s series with a partial first kline (want 1 to 4), %d klines equal", ones, equal)
 	}
-	t.Logf("%d klines equal; live %s; faults %v", equal, statsString(d.sess.Stats()), srv.Stats().Faults)
+	t.Logf("%d klines equal, %d 1s series with a partial first kline; live %s; faults %v", equal, ones, statsString(d.sess.Stats()), srv.Stats().Faults)
 }
 
 // TestLiveRotation rotates every connection many times: the successor is
