@@ -206,6 +206,10 @@ func TestLiveLateSubscription(t *testing.T) {
 	// No baseline ticker read before the first trades (Binance's default lag
 	// is 2 s): what proves since when the stream delivers is the stream.
 	cfg.TickerLag = 5 * time.Second
+	// fakex answers nothing on a connection before it takes effect, pings
+	// included: with the tests' 1 s pong timeout a reconnect under load (CI)
+	// met a connection dead before it took effect, and the next, for ever.
+	cfg.PongTimeout = 5 * time.Second
 	d := startDaemon(t, srv, cfg, pipelineConfig(t, ivs))
 	waitFor(t, 20*time.Second, func() bool { return d.p.Routed() >= 2000 }, func() string {
 		return "too few trades routed; live " + statsString(d.sess.Stats())
