@@ -215,11 +215,18 @@ func parseLevel(s string) (zapcore.Level, error) {
 	return l, nil
 }
 
+// gauges returns a function that registers in set a gauge named name whose
+// value f reads from a fresh snapshot (a Counters or Stats copy) at each
+// scrape.
+func gauges[T any](set *metrics.Set, snapshot func() T) func(name string, f func(*T) float64) {
+	return func(name string, f func(*T) float64) {
+		set.NewGauge(name, func() float64 { v := snapshot(); return f(&v) })
+	}
+}
+
 // storeMetrics registers the store writer's counters in set.
 func storeMetrics(set *metrics.Set, w *store.Writer) {
-	g := func(name string, f func(c *store.Counters) float64) {
-		set.NewGauge(name, func() float64 { c := w.Counters(); return f(&c) })
-	}
+	g := gauges(set, w.Counters)
 	g(`klagg_store_rows_total`, func(c *store.Counters) float64 { return float64(c.Rows) })
 	g(`klagg_store_open_rows_total`, func(c *store.Counters) float64 { return float64(c.OpenRows) })
 	g(`klagg_store_batches_total`, func(c *store.Counters) float64 { return float64(c.Batches) })
@@ -235,9 +242,7 @@ func storeMetrics(set *metrics.Set, w *store.Writer) {
 // backfillMetrics registers the history backfill's progress in set (zero when
 // it is off): what /readyz's "backfill done" waits for, as numbers.
 func backfillMetrics(set *metrics.Set, p *backfillProgress) {
-	g := func(name string, f func(st *feed.BackfillStats) float64) {
-		set.NewGauge(name, func() float64 { st := p.Stats(); return f(&st) })
-	}
+	g := gauges(set, p.Stats)
 	g(`klagg_backfill_series`, func(st *feed.BackfillStats) float64 { return float64(st.Tasks) })
 	g(`klagg_backfill_series_done`, func(st *feed.BackfillStats) float64 { return float64(st.TasksDone) })
 	g(`klagg_backfill_series_failed`, func(st *feed.BackfillStats) float64 { return float64(st.TasksFailed) })
