@@ -392,7 +392,7 @@ func capacityStep(outer context.Context, cfg CapacityConfig, market exchange.Mar
 	st.Applied = int64(d.shard.Trades) // the live slots drop duplicates before the shards
 	st.Lost = max(0, st.Produced-st.Applied)
 	if st.Applied > 0 {
-		st.AllocsPerTrade = float64(readMetric("/gc/heap/allocs:objects")-mem.allocs) / float64(st.Applied)
+		st.AllocsPerTrade = float64(mallocs()-mem.allocs) / float64(st.Applied)
 	}
 	st.AchievedRate = float64(st.Applied) / st.OfferSeconds
 	st.ProducedRate = float64(st.Produced) / st.OfferSeconds
@@ -604,7 +604,7 @@ func watchMemory() *memWatch {
 	w.available = err == nil
 	w.reset = w.available && resetPeakRSS() == nil
 	w.heapPeak.Store(heapObjectsBytes())
-	w.allocs = readMetric("/gc/heap/allocs:objects")
+	w.allocs = mallocs()
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
